@@ -1,0 +1,112 @@
+"""Options and steps shared by the sub-commands: model + method options, preprocessing, output folders."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..canonicalise import image_input
+from ..composites import METHODS
+from ..errors import InputError
+from ..layout import detect_layout
+from ..model_io import load_model
+from ..preprocess import PRESETS, InputSpec, Preprocessing, input_bounds, preprocessing
+
+METADATA_PREPROCESS = "explainer.preprocess"
+
+
+def add_model_options(p: argparse.ArgumentParser, *, method: bool = True, many_methods: bool = False) -> None:
+    p.add_argument("model", help="ONNX model file")
+    if method:
+        p.add_argument("--method", default="epsilon-plus-flat", choices=list(METHODS),
+                       help="LRP composite or baseline (default: epsilon-plus-flat)")
+    p.add_argument("--epsilon", type=float, help="ε for dense layers (ε rules)")
+    p.add_argument("--gamma", type=float, help="γ for the γ rule")
+    p.add_argument("--stabiliser", type=float, help="stabiliser for the other rules")
+    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="ONNX Runtime provider")
+    p.add_argument("--size", type=int, nargs="+", metavar="N", help="input size H [W] for models with dynamic dims")
+
+
+def add_preprocess_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preprocess", choices=list(PRESETS),
+                   help="input normalisation (default: the model's 'explainer.preprocess' metadata, else imagenet "
+                        "for 3-channel and unit for 1-channel models)")
+    p.add_argument("--mean", type=float, nargs="+", help="per-channel mean on the [0,1] scale (overrides preset)")
+    p.add_argument("--std", type=float, nargs="+", help="per-channel std on the [0,1] scale (overrides preset)")
+    p.add_argument("--low", type=float, help="lowest input value for the zB rule (default: from the preprocessing)")
+    p.add_argument("--high", type=float, help="highest input value for the zB rule (default: from the preprocessing)")
+
+
+def rule_params(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("epsilon", "gamma", "stabiliser") if getattr(args, k, None) is not None}
+
+
+@dataclass
+class ModelInput:
+    """What the CLI needs to feed a model: its proto, where it came from, the input spec and preprocessing."""
+
+    proto: Any
+    source: str
+    spec: InputSpec
+    prep: Preprocessing
+    size: tuple[int, int]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.spec.batch_shape(1, self.size)[1:]
+
+    def bounds(self, args: argparse.Namespace) -> tuple[Any, Any]:
+        low, high = input_bounds(self.prep, self.spec.channels)
+        if getattr(args, "low", None) is not None:
+            low = np.float32(args.low)
+        if getattr(args, "high", None) is not None:
+            high = np.float32(args.high)
+        return low, high
+
+
+def model_input(args: argparse.Namespace) -> ModelInput:
+    """Load the model and resolve its input layout, size and preprocessing from the options."""
+    proto, source = load_model(args.model)
+    vi = image_input(proto, source)
+    dims = [d.dim_value if d.dim_value > 0 else None for d in vi.type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise InputError(f"{source}: input '{vi.name}' has rank {len(dims)}; image commands need a 4-D input")
+    layout = detect_layout(proto, vi, tuple(dims))
+    spec = InputSpec.from_shape(dims, layout=layout, name=vi.name)
+    size = spec.resolve(tuple(args.size) if args.size and len(args.size) > 1 else (args.size[0] if args.size else None))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    name = getattr(args, "preprocess", None) or meta.get(METADATA_PREPROCESS) or (
+        "imagenet" if spec.channels == 3 else "unit")
+    prep = preprocessing(name, mean=getattr(args, "mean", None), std=getattr(args, "std", None),
+                         channels=spec.channels)
+    return ModelInput(proto, source, spec, prep, size)
+
+
+def output_dir(path: str | Path) -> Path:
+    """Create (if needed) and return the output folder; a clear error if it is a file or not writable."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder '{out}' exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".explainer-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"cannot write to output folder '{out}': {exc.strerror or exc}") from None
+    return out
+
+
+def safe_stems(paths: list[Path]) -> list[str]:
+    """File-name stems for outputs, unique and free of path separators, so nothing lands outside --out."""
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in p.stem).lstrip(".") or "image"
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        stems.append(stem if count == 0 else f"{stem}_{count}")
+    return stems

@@ -1,0 +1,27 @@
+"""Exception hierarchy: every failure a user can cause maps to one of these, with a message naming the culprit.
+
+The CLI turns any :class:`ExplainerError` into a one-line message and exit code 2 (1 is reserved for a failed audit).
+"""
+from __future__ import annotations
+
+
+class ExplainerError(Exception):
+    """Base class of all errors the toolkit raises on purpose."""
+
+
+class ModelError(ExplainerError):
+    """The ONNX file cannot be read, is malformed, or is not a classifier we can explain."""
+
+
+class UnsupportedOpError(ModelError):
+    """One or more nodes use ops without a relevance emitter; ``nodes`` lists (node name, op type) pairs."""
+
+    def __init__(self, nodes: list[tuple[str, str]], where: str = "") -> None:
+        self.nodes = list(nodes)
+        listed = ", ".join(f"{op} (node '{name}')" for name, op in self.nodes)
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}unsupported op(s): {listed}")
+
+
+class InputError(ExplainerError):
+    """A user-supplied input (image, array, target, path, option) is invalid."""

@@ -1,0 +1,76 @@
+"""Run the original model once in ONNX Runtime with every intermediate tensor exposed.
+
+The canonicaliser uses the values to fold constant and shape sub-graphs (ConstantOfShape weights, Shape->Gather->
+Concat flatten chains) and the shapes to pin every tensor to a static per-sample shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, shape_inference
+
+from .errors import ModelError
+from .model_io import InMemoryModel
+from .runtime import make_session
+
+_NP_OF_ONNX = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
+               onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.INT64: np.int64,
+               onnx.TensorProto.INT32: np.int32, onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.BOOL: np.bool_}
+
+
+def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor that ONNX type inference can name."""
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:
+        inferred = model
+    types: dict[str, int] = {}
+    graph = inferred.graph
+    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            types[vi.name] = vi.type.tensor_type.elem_type
+    for init in graph.initializer:
+        types[init.name] = init.data_type
+    return types
+
+
+def with_input_shape(model: onnx.ModelProto, input_name: str, shape: tuple[int | str, ...]) -> onnx.ModelProto:
+    """``model`` (changed in place and returned) with input ``input_name`` of the given (possibly symbolic) shape."""
+    copy = model
+    for vi in copy.graph.input:
+        if vi.name == input_name:
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for d in shape:
+                dim = dims.add()
+                if isinstance(d, str):
+                    dim.dim_param = d
+                else:
+                    dim.dim_value = int(d)
+    return copy
+
+
+def run_probe(model: InMemoryModel, input_name: str, x: np.ndarray, source: str,
+              types: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Every node output's value for input ``x`` (tensors whose type is unknown are left out)."""
+    types = types if types is not None else tensor_types(model.skeleton)
+    probe = InMemoryModel(onnx.ModelProto(), model.external)
+    probe.skeleton.CopyFrom(model.skeleton)
+    existing = {o.name for o in probe.skeleton.graph.output}
+    for node in probe.skeleton.graph.node:
+        for out in node.output:
+            if out and out not in existing and out in types:
+                probe.skeleton.graph.output.append(helper.make_tensor_value_info(out, types[out], None))
+                existing.add(out)
+    try:
+        sess = make_session(probe, "cpu", optimize=False)
+        names = [o.name for o in sess.get_outputs()]
+        values = sess.run(names, {input_name: x})
+    except Exception as exc:
+        raise ModelError(f"{source}: ONNX Runtime cannot run the model on an input of shape {list(x.shape)} "
+                         f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]})") from None
+    return dict(zip(names, values))
+
+
+def numpy_dtype(elem_type: int) -> type:
+    return _NP_OF_ONNX.get(elem_type, np.float32)

@@ -1,0 +1,257 @@
+"""Preprocessing presets, layouts, bounds, resize/centre-crop and input-spec resolution."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explainer.errors import InputError
+from explainer.preprocess import (
+    InputSpec,
+    PRESETS,
+    Preprocessing,
+    from_model_input,
+    input_bounds,
+    load_batch,
+    preprocessing,
+    resize_center_crop,
+    to_model_input,
+)
+
+# 2x2 RGB image; pixel (row, col) -> (R, G, B)
+IMAGE = np.array(
+    [[[0, 128, 255], [10, 20, 30]],
+     [[255, 0, 64], [100, 200, 50]]],
+    dtype=np.uint8,
+)
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68])
+TOL = dict(rtol=1e-6, atol=1e-5)
+
+
+def hand_nhwc(name: str) -> np.ndarray:
+    """Expected NHWC model input for IMAGE, written out per preset from its textbook formula."""
+    rgb = IMAGE.astype(np.float64)
+    if name == "imagenet":
+        out = (rgb / 255 - IMAGENET_MEAN) / IMAGENET_STD
+    elif name == "unit":
+        out = rgb / 255
+    elif name == "caffe":
+        out = rgb[..., [2, 1, 0]] - CAFFE_BGR_MEAN
+    else:
+        out = rgb
+    return out[None]
+
+
+@pytest.mark.parametrize("name", ["imagenet", "unit", "caffe", "raw"])
+def test_presets_match_hand_computed_values_in_both_layouts(name: str) -> None:
+    prep = preprocessing(name)
+    expected = hand_nhwc(name)
+    nhwc = to_model_input(IMAGE, prep, "NHWC")
+    nchw = to_model_input([IMAGE], prep, "NCHW")
+    assert nhwc.dtype == np.float32 and nchw.dtype == np.float32
+    assert nhwc.shape == (1, 2, 2, 3) and nchw.shape == (1, 3, 2, 2)
+    np.testing.assert_allclose(nhwc, expected, **TOL)
+    np.testing.assert_allclose(nchw, expected.transpose(0, 3, 1, 2), **TOL)
+
+
+def test_single_pixel_values_spelled_out() -> None:
+    """A few entries computed by hand, independent of the helper above."""
+    x = to_model_input(IMAGE, preprocessing("imagenet"), "NCHW")
+    assert x[0, 0, 0, 0] == pytest.approx((0 - 0.485) / 0.229, abs=1e-5)  # R of pixel (0,0)
+    assert x[0, 2, 0, 0] == pytest.approx((1 - 0.406) / 0.225, abs=1e-5)  # B of pixel (0,0) = 255
+    caffe = to_model_input(IMAGE, preprocessing("caffe"), "NCHW")
+    # channel 0 is blue: pixel (0,0) has B = 255, pixel (1,0) has B = 64
+    assert caffe[0, 0, 0, 0] == pytest.approx(255 - 103.939, abs=1e-4)
+    assert caffe[0, 0, 1, 0] == pytest.approx(64 - 103.939, abs=1e-4)
+    # channel 2 is red: pixel (1,0) has R = 255
+    assert caffe[0, 2, 1, 0] == pytest.approx(255 - 123.68, abs=1e-4)
+
+
+def test_preset_fields() -> None:
+    caffe = preprocessing("caffe")
+    assert caffe.bgr and caffe.scale == 255 and caffe.mean == tuple(CAFFE_BGR_MEAN) and caffe.std == (1.0, 1.0, 1.0)
+    imagenet = preprocessing("ImageNet")
+    assert not imagenet.bgr and imagenet.scale == 1 and imagenet.name == "imagenet"
+    assert set(PRESETS) == {"imagenet", "unit", "caffe", "raw"}
+
+
+def test_one_channel_imagenet_uses_mean_of_means() -> None:
+    prep = preprocessing("imagenet", channels=1)
+    assert prep.channels == 1
+    assert prep.mean[0] == pytest.approx(IMAGENET_MEAN.mean(), abs=1e-12)
+    assert prep.std[0] == pytest.approx(IMAGENET_STD.mean(), abs=1e-12)
+    gray = np.array([[0, 255]], dtype=np.uint8)
+    x = to_model_input(gray, prep, "NCHW")
+    assert x.shape == (1, 1, 1, 2)
+    np.testing.assert_allclose(x[0, 0, 0], (np.array([0.0, 1.0]) - IMAGENET_MEAN.mean()) / IMAGENET_STD.mean(), **TOL)
+
+
+def test_overrides_are_on_unit_scale_and_converted() -> None:
+    prep = preprocessing("imagenet", mean=[0.5, 0.5, 0.5], std=[0.25])
+    assert prep.mean == (0.5, 0.5, 0.5) and prep.std == (0.25, 0.25, 0.25)
+    np.testing.assert_allclose(to_model_input(IMAGE, prep, "NHWC")[0], (IMAGE / 255 - 0.5) / 0.25, **TOL)
+    caffe = preprocessing("caffe", mean=[0.5])
+    assert caffe.mean == pytest.approx((127.5,) * 3) and caffe.std == (1.0, 1.0, 1.0)
+    np.testing.assert_allclose(to_model_input(IMAGE, caffe, "NHWC")[0], IMAGE[..., ::-1] - 127.5, **TOL)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(mean=[0.1, 0.2]), "mean override has 2 values"),
+        (dict(std=[0.1, 0.2, 0.3, 0.4]), "std override has 4 values"),
+        (dict(std=[0.1, 0.0, 0.2]), "must be finite and > 0"),
+        (dict(mean=["a", "b", "c"]), "not a list of numbers"),
+        (dict(channels=4), "4 input channels"),
+    ],
+)
+def test_bad_preprocessing_options(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(InputError, match=fragment):
+        preprocessing("imagenet", **kwargs)
+
+
+def test_unknown_preset_names_choices() -> None:
+    with pytest.raises(InputError, match="unknown preprocessing 'torch'.*imagenet, unit, caffe, raw"):
+        preprocessing("torch")
+
+
+@pytest.mark.parametrize("name", ["imagenet", "unit", "caffe", "raw"])
+def test_input_bounds_follow_preset_formulas(name: str) -> None:
+    prep = preprocessing(name)
+    low, high = input_bounds(prep, 3)
+    expected = {
+        "imagenet": ((0 - IMAGENET_MEAN) / IMAGENET_STD, (1 - IMAGENET_MEAN) / IMAGENET_STD),
+        "unit": (np.zeros(3), np.ones(3)),
+        "caffe": (-CAFFE_BGR_MEAN, 255 - CAFFE_BGR_MEAN),
+        "raw": (np.zeros(3), np.full(3, 255.0)),
+    }[name]
+    assert low.shape == (3,) and high.shape == (3,)
+    np.testing.assert_allclose(low, expected[0], **TOL)
+    np.testing.assert_allclose(high, expected[1], **TOL)
+    assert np.all(low < high)
+    # the bounds are exactly what black and white images map to
+    black = to_model_input(np.zeros((1, 1, 3), np.uint8), prep, "NCHW")[0, :, 0, 0]
+    white = to_model_input(np.full((1, 1, 3), 255, np.uint8), prep, "NCHW")[0, :, 0, 0]
+    assert np.array_equal(black, low) and np.array_equal(white, high)
+
+
+def test_input_bounds_channel_mismatch() -> None:
+    with pytest.raises(InputError, match="model has 1 channel"):
+        input_bounds(preprocessing("imagenet"), 1)
+
+
+@pytest.mark.parametrize("name", ["imagenet", "unit", "caffe", "raw"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_round_trip(name: str, layout: str) -> None:
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, size=(3, 5, 4, 3), dtype=np.uint8)
+    prep = preprocessing(name)
+    back = from_model_input(to_model_input(images, prep, layout), prep, layout)
+    assert back.dtype == np.uint8 and back.shape == images.shape
+    assert np.array_equal(back, images)
+
+
+def test_from_model_input_clips_out_of_range() -> None:
+    prep = preprocessing("unit")
+    x = np.array([-0.5, 0.5, 2.0], dtype=np.float32).reshape(1, 3, 1, 1)
+    assert from_model_input(x, prep, "NCHW").ravel().tolist() == [0, 128, 255]
+
+
+def test_conversion_errors() -> None:
+    prep = preprocessing("imagenet")
+    with pytest.raises(InputError, match="layout 'CHW'"):
+        to_model_input(IMAGE, prep, "CHW")
+    with pytest.raises(InputError, match="uint8"):
+        to_model_input(IMAGE.astype(np.float32), prep)
+    with pytest.raises(InputError, match="1 channel"):
+        to_model_input(IMAGE[..., :1], prep)
+    with pytest.raises(InputError, match="share a shape"):
+        to_model_input([IMAGE, IMAGE[:1]], prep)
+    with pytest.raises(InputError, match="4-D"):
+        from_model_input(np.zeros((3, 2, 2)), prep)
+    with pytest.raises(InputError, match="3 channel"):
+        Preprocessing("x", mean=(0.0,), std=(1.0,), scale=1.0, bgr=True)
+
+
+def test_resize_center_crop_shapes_like_torchvision() -> None:
+    image = np.zeros((300, 400, 3), np.uint8)
+    assert resize_center_crop(image, 224).shape == (224, 224, 3)
+    assert resize_center_crop(image[:, :, :1], 32).shape == (32, 32, 1)
+    assert resize_center_crop(image[:, :, 0], (20, 40)).shape == (20, 40)
+    tall = np.zeros((400, 100, 3), np.uint8)
+    assert resize_center_crop(tall, (50, 30), resize=40).shape == (50, 30, 3)
+
+
+def test_resize_shorter_side_default_ratio() -> None:
+    """Size 224 on a 300 x 400 image: shorter side to 256, longer to int(400 * 256 / 300) = 341
+    (torchvision's Resize(256)), then the crop starts at round(32 / 2) = 16, round(117 / 2) = 58."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(300, 400, 3), dtype=np.uint8)
+    resized = np.asarray(Image.fromarray(image).resize((341, 256), Image.Resampling.BILINEAR))
+    assert np.array_equal(resize_center_crop(image, 224), resized[16:240, 58:282])
+    same = rng.integers(0, 256, size=(256, 320, 3), dtype=np.uint8)
+    assert np.array_equal(resize_center_crop(same, 224), same[16:240, 48:272])
+
+
+def test_crop_is_centred() -> None:
+    """A white square marked in the middle of a black image lands in the middle of the crop."""
+    image = np.zeros((90, 150, 3), np.uint8)
+    image[40:50, 70:80] = 255
+    out = resize_center_crop(image, 40, resize=45)  # scale by 0.5: 45 x 75, crop offsets (2, 18)
+    bright = np.argwhere(out[..., 0] > 127)
+    centre = bright.mean(axis=0)
+    np.testing.assert_allclose(centre, [19.5, 19.5], atol=1.0)
+    assert out[0].max() == 0 and out[-1].max() == 0 and out[:, 0].max() == 0 and out[:, -1].max() == 0
+
+
+def test_non_square_target_covers_crop() -> None:
+    image = np.full((100, 100, 3), 200, np.uint8)
+    out = resize_center_crop(image, (30, 60))
+    assert out.shape == (30, 60, 3) and np.all(out == 200)
+
+
+def test_resize_errors() -> None:
+    image = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(InputError, match="resize \\(100\\) must be at least"):
+        resize_center_crop(image, 224, resize=100)
+    with pytest.raises(InputError, match="size must be"):
+        resize_center_crop(image, 0)
+    with pytest.raises(InputError, match="uint8"):
+        resize_center_crop(image.astype(float), 4)
+    with pytest.raises(InputError, match="shape"):
+        resize_center_crop(np.zeros((4, 4, 2), np.uint8), 2)
+
+
+def test_input_spec_from_shape_and_resolve() -> None:
+    nchw = InputSpec.from_shape([1, 3, 224, 224])
+    assert (nchw.layout, nchw.channels, nchw.resolve()) == ("NCHW", 3, (224, 224))
+    assert nchw.batch_shape(2) == (2, 3, 224, 224)
+    nhwc = InputSpec.from_shape(["batch", 32, 48, 1])
+    assert (nhwc.layout, nhwc.channels, nhwc.resolve()) == ("NHWC", 1, (32, 48))
+    assert nhwc.batch_shape(4) == (4, 32, 48, 1)
+    dynamic = InputSpec.from_shape(["N", 3, "H", "W"], name="data")
+    assert dynamic.resolve(64) == (64, 64) and dynamic.resolve((32, 48)) == (32, 48)
+    with pytest.raises(InputError, match="'data' has a dynamic height and width; pass an explicit size"):
+        dynamic.resolve()
+    with pytest.raises(InputError, match="fixed height of 224, but size 100"):
+        nchw.resolve(100)
+    with pytest.raises(InputError, match="cannot tell the channel axis"):
+        InputSpec.from_shape([1, 8, 8, 8])
+    with pytest.raises(InputError, match="dynamic channel"):
+        InputSpec.from_shape([1, "C", 8, 8], layout="NCHW")
+    with pytest.raises(InputError, match="4-D"):
+        InputSpec.from_shape([3, 224, 224])
+
+
+def test_load_batch_end_to_end(tmp_path) -> None:
+    for i, shape in enumerate([(40, 60, 3), (50, 30, 3)]):
+        Image.fromarray(np.full(shape, 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    spec = InputSpec(layout="NCHW", channels=3)
+    prep = preprocessing("unit")
+    x, pixels = load_batch(sorted(tmp_path.iterdir()), spec, prep, size=16)
+    assert x.shape == (2, 3, 16, 16) and pixels.shape == (2, 16, 16, 3)
+    np.testing.assert_allclose(x[1], 60 / 255, atol=1e-6)
+    with pytest.raises(InputError, match="1 channel"):
+        load_batch([tmp_path / "0.png"], InputSpec("NCHW", 1), prep, size=16)

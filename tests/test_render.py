@@ -1,0 +1,150 @@
+"""Tests for heatmap / SR-map rendering, overlays and grids."""
+from __future__ import annotations
+
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+
+from explainer.errors import InputError
+from explainer.render import grid, heatmap, overlay, sr_image
+
+
+def _colours(cmap: str, positions) -> np.ndarray:
+    """Reference colours straight from matplotlib, as int so differences can be negative."""
+    positions = np.asarray(positions, dtype=float)
+    rgba = np.asarray(matplotlib.colormaps[cmap](positions.ravel(), bytes=True))
+    return rgba[:, :3].astype(int).reshape(positions.shape + (3,))
+
+
+def _pixels(img: Image.Image) -> np.ndarray:
+    return np.asarray(img).astype(int)
+
+
+def test_zero_map_renders_the_diverging_centre_colour_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img = heatmap(np.zeros((6, 9)))
+    assert img.mode == "RGB" and img.size == (9, 6)
+    centre = _colours("seismic", 0.5)
+    assert np.abs(_pixels(img) - centre).max() <= 1
+
+
+def test_signed_scale_is_symmetric_around_zero():
+    relevance = np.array([[2.0, -2.0, 1.0, -1.0, 0.0, -0.5]])
+    expected = _colours("seismic", [[1.0, 0.0, 0.75, 0.25, 0.5, 0.375]])
+    assert np.abs(_pixels(heatmap(relevance)) - expected).max() <= 1
+    # The scale is +-max|R| even when only the negative side reaches it.
+    only_negative_max = np.array([[-4.0, 2.0]])
+    assert np.abs(_pixels(heatmap(only_negative_max)) - _colours("seismic", [[0.0, 0.75]])).max() <= 1
+
+
+def test_vmax_fixes_the_scale_and_saturates_beyond_it():
+    img = heatmap(np.array([[2.0, 8.0, -8.0]]), vmax=4.0)
+    assert np.abs(_pixels(img) - _colours("seismic", [[0.75, 1.0, 0.0]])).max() <= 1
+
+
+def test_positive_mode_clips_negatives_to_the_bottom_colour():
+    img = heatmap(np.array([[-3.0, 0.0, 1.0, 2.0]]), mode="positive")
+    assert np.abs(_pixels(img) - _colours("afmhot", [[0.0, 0.0, 0.5, 1.0]])).max() <= 1
+
+
+def test_absolute_mode_equals_positive_mode_of_the_magnitude():
+    relevance = np.random.default_rng(0).standard_normal((7, 5))
+    np.testing.assert_array_equal(
+        np.asarray(heatmap(relevance, mode="absolute")), np.asarray(heatmap(np.abs(relevance), mode="positive"))
+    )
+
+
+def test_channel_axis_sums_over_channels():
+    chw = np.random.default_rng(1).standard_normal((3, 8, 6))
+    summed = np.asarray(heatmap(chw.sum(axis=0), cmap="bwr"))
+    np.testing.assert_array_equal(np.asarray(heatmap(chw, channel_axis=0, cmap="bwr")), summed)
+    np.testing.assert_array_equal(np.asarray(heatmap(np.moveaxis(chw, 0, -1), channel_axis=-1, cmap="bwr")), summed)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"relevance": np.zeros((2, 4, 4))}, "channel_axis"),
+        ({"relevance": np.zeros((4, 4)), "channel_axis": 0}, "channel_axis"),
+        ({"relevance": np.zeros(4)}, "shape"),
+        ({"relevance": np.array([[np.nan, 1.0]])}, "non-finite"),
+        ({"relevance": np.zeros((4, 4)), "mode": "signd"}, "mode"),
+        ({"relevance": np.zeros((4, 4)), "cmap": "no-such-map"}, "colormap"),
+        ({"relevance": np.zeros((4, 4)), "vmax": 0.0}, "vmax"),
+        ({"relevance": np.zeros((4, 4)), "vmax": float("inf")}, "vmax"),
+    ],
+)
+def test_heatmap_rejects_bad_input(kwargs, fragment):
+    with pytest.raises(InputError, match=fragment):
+        heatmap(**kwargs)
+
+
+def test_sr_image_maps_0_and_1_to_the_colormap_ends():
+    img = sr_image(np.array([[0.0, 1.0], [0.25, 0.5]]))
+    assert np.abs(_pixels(img) - _colours("inferno", [[0.0, 1.0], [0.25, 0.5]])).max() <= 1
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        sr_image(np.array([[0.0, 1.5]]))
+
+
+def test_overlay_is_resized_to_the_image_and_alpha_blends_linearly():
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    relevance = rng.standard_normal((12, 16))
+    heat = _pixels(heatmap(relevance).resize((64, 48), Image.Resampling.BILINEAR))
+
+    at_zero = overlay(image, relevance, alpha=0.0)
+    at_one = overlay(image, relevance, alpha=1.0)
+    half = overlay(image, relevance, alpha=0.5)
+    assert at_zero.size == at_one.size == half.size == (64, 48)
+    np.testing.assert_array_equal(_pixels(at_zero), image)
+    np.testing.assert_array_equal(_pixels(at_one), heat)
+    assert np.abs(_pixels(half) - (image.astype(int) + heat) / 2).max() <= 1
+
+
+def test_overlay_accepts_grayscale_pil_and_sr_maps():
+    gray = np.full((20, 30), 100, dtype=np.uint8)
+    out = overlay(gray, np.zeros((20, 30)), alpha=0.0)
+    assert out.mode == "RGB" and np.all(_pixels(out) == 100)
+
+    pil = Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8))
+    sr = np.ones((10, 15))
+    top = _colours("inferno", 1.0)
+    assert np.abs(_pixels(overlay(pil, sr, alpha=1.0, mode="sr")) - top).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "image, kwargs, fragment",
+    [
+        (np.zeros((8, 8, 3), dtype=np.uint8), {"alpha": 1.5}, "alpha"),
+        (np.zeros((8, 8, 2), dtype=np.uint8), {}, "shape"),
+        (np.full((8, 8), 2.0), {}, r"\[0, 1\]"),
+        (np.zeros((8, 8), dtype=np.int32), {}, "dtype"),
+    ],
+)
+def test_overlay_rejects_bad_input(image, kwargs, fragment):
+    with pytest.raises(InputError, match=fragment):
+        overlay(image, np.zeros((8, 8)), **kwargs)
+
+
+def test_grid_size_placement_and_background():
+    tiles = [Image.new("RGB", (10, 8), (i * 40, 0, 0)) for i in range(5)]
+    out = grid(tiles, cols=2, pad=3)
+    assert out.size == (2 * 10 + 3 * 3, 3 * 8 + 4 * 3)
+    pixels = _pixels(out)
+    assert tuple(pixels[0, 0]) == (255, 255, 255)
+    np.testing.assert_array_equal(pixels[3:11, 3:13], _pixels(tiles[0]))
+    np.testing.assert_array_equal(pixels[3 + 8 + 3 : 3 + 16 + 3, 3 + 10 + 3 : 3 + 20 + 3], _pixels(tiles[3]))
+    assert np.all(pixels[25:33, 16:26] == 255)  # the sixth cell is empty
+
+
+def test_grid_uses_the_largest_cell_and_fewer_columns_than_requested():
+    out = grid([Image.new("RGB", (4, 4)), Image.new("L", (6, 2))], cols=4, pad=0)
+    assert out.size == (12, 4)
+    with pytest.raises(InputError, match="no images"):
+        grid([])
+    with pytest.raises(InputError, match="cols"):
+        grid([Image.new("RGB", (2, 2))], cols=0)
