@@ -79,6 +79,24 @@ def resolve_input_shape(vi: onnx.ValueInfoProto, source: str,
     return (None, *dims[1:]), rank
 
 
+def _evaluate_constant_node(node: onnx.NodeProto, consts: dict[str, np.ndarray], opset: int) -> dict[str, np.ndarray]:
+    """Values of a node whose inputs are all constant, with ONNX's reference evaluator (used where type inference
+    could not name the outputs' types, so the ONNX Runtime probe left them out)."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+    feeds = {name: consts[name] for name in node.input if name}
+    inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype),
+                                            list(np.shape(v))) for name, v in feeds.items()]
+    graph = helper.make_graph([node], "constant", inputs, [helper.make_value_info(o, onnx.TypeProto())
+                                                           for o in node.output if o])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    try:
+        results = ReferenceEvaluator(model).run(None, feeds)
+    except Exception:
+        return {}
+    return {name: np.asarray(value) for name, value in zip(node.output, results) if name}
+
+
 def _output_chain(model: onnx.ModelProto, output: str) -> set[str]:
     producers = {o: n for n in model.graph.node for o in n.output}
     chain, name = {output}, output
@@ -114,7 +132,8 @@ def canonicalise(model: onnx.ModelProto, source: str, *,
     values = run_probe(probe_model, vi.name, x1, source, types)
     data: set[str] = {vi.name}
     data_nodes: list[onnx.NodeProto] = []
-    folded = Counter()
+    folded: Counter = Counter()
+    removed: Counter = Counter()
     for node in graph.node:
         if node.domain not in ("", "ai.onnx"):
             data_nodes.append(node)
@@ -125,15 +144,16 @@ def canonicalise(model: onnx.ModelProto, source: str, *,
             data_nodes.append(node)
             data.update(o for o in node.output if o)
             continue
-        for out in node.output:
-            if out and out in values:
-                consts[out] = values[out]
-            elif out:
-                data_nodes.append(node)
-                data.update(o for o in node.output if o)
-                break
-        else:
-            folded[node.op_type] += 1
+        missing = [o for o in node.output if o and o not in values]
+        if missing and all(i in consts for i in node.input if i):
+            values.update(_evaluate_constant_node(node, consts, opset))
+            missing = [o for o in node.output if o and o not in values]
+        if missing:
+            data_nodes.append(node)
+            data.update(o for o in node.output if o)
+            continue
+        consts.update({o: values[o] for o in node.output if o})
+        folded[node.op_type] += 1
     shapes = {name: tuple(int(d) for d in values[name].shape) for name in data if name in values}
     shapes[vi.name] = (1, *shape[1:])
     if output not in shapes:
@@ -165,6 +185,7 @@ def canonicalise(model: onnx.ModelProto, source: str, *,
         if isinstance(result, Alias):
             aliases[node.output[0]] = aliases.get(result.source, result.source)
             changes.append(result.reason or _describe_alias(node))
+            removed[node.op_type] += 1
             continue
         nodes.extend(result)
         if node.op_type in ("Flatten", "Reshape", "Squeeze", "Unsqueeze") and len(node.input) > 1 \
@@ -197,7 +218,7 @@ def canonicalise(model: onnx.ModelProto, source: str, *,
                         output_name=out_name, nodes=nodes, shapes=shapes, changes=changes,
                         source_ops=dict(Counter(n.op_type for n in graph.node)),
                         check=(x1, np.asarray(reference, np.float32).reshape(1, -1)),
-                        folded_ops=dict(folded))
+                        folded_ops=dict(folded), removed_ops=dict(removed))
     simplify(cg)
     _rename_reserved(cg, source)
     return cg

@@ -65,10 +65,10 @@ def check_model(model: str | os.PathLike | onnx.ModelProto,
         layout = detect_layout(proto, vi, tuple(d.dim_value or None for d in dims))
     except ExplainerError:
         pass
-    error, changes, folded, unsupported = None, [], {}, {}
+    error, changes, folded, removed, unsupported = None, [], {}, {}, {}
     try:
         graph = canonicalise(proto, source, input_shape=input_shape)
-        changes, folded, layout = graph.changes, graph.folded_ops, graph.layout
+        changes, folded, removed, layout = graph.changes, graph.folded_ops, graph.removed_ops, graph.layout
     except UnsupportedOpError as exc:
         error = str(exc)
         reasons = getattr(exc, "reasons", {})
@@ -82,6 +82,8 @@ def check_model(model: str | os.PathLike | onnx.ModelProto,
             status = "UNSUPPORTED: " + "; ".join(unsupported[op][:3]) + (" …" if len(unsupported[op]) > 3 else "")
         elif op in folded and folded[op] == count:
             status = "folded (constant/shape computation)"
+        elif op in removed and removed[op] == count:
+            status = "removed (no effect on the explanation)"
         elif op in CONVERTERS:
             status = "supported" + (f" ({folded[op]} folded)" if op in folded else "")
         elif op in folded:

@@ -59,7 +59,8 @@ def name_matches(pattern: str) -> Predicate:
 
 
 def relu_only(layer: Layer) -> bool:
-    return layer.kind == "activation" and layer.activation == "relu"
+    """Rectifiers: ReLU and clips with a lower bound of 0 (ReLU6), where DeconvNet/guided backprop apply."""
+    return layer.kind == "activation" and layer.activation in ("relu", "relu6")
 
 
 @dataclass

@@ -393,6 +393,7 @@ def convert_slice(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Al
 
 
 def convert_concat(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Alias:
+    """Concat of data tensors and constant pieces; ``pieces`` holds an input index or a constant array per piece."""
     rank = len(ctx.shape(node.output[0]))
     axis = int(attr(node, "axis")) % rank
     if axis == 0:
@@ -401,7 +402,7 @@ def convert_concat(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | A
     data: list[str] = []
     for name in node.input:
         if ctx.is_data(name):
-            pieces.append(name)
+            pieces.append(len(data))
             data.append(name)
         else:
             value = ctx.value(name, "a non-data piece").astype(np.float32)
@@ -411,7 +412,7 @@ def convert_concat(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | A
     if len(pieces) == 1:
         return Alias(data[0])
     return [_cnode("Concat", node, data, axis=axis, pieces=pieces,
-                   sizes=[ctx.shape(p)[axis] if isinstance(p, str) else p.shape[axis] for p in pieces])]
+                   sizes=[ctx.shape(data[p])[axis] if isinstance(p, int) else p.shape[axis] for p in pieces])]
 
 
 def convert_passthrough(ctx: ConvertContext, node: onnx.NodeProto) -> Alias:

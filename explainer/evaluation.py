@@ -72,5 +72,6 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray, methods: Seque
                               perturb=perturb, low=low, high=high, repeats=repeats, seed=seed, grid=grid,
                               targets=targets, batch_size=batch_size, progress=progress)
     report["settings"]["model"] = ex.source
+    report["settings"]["score"] = "pre-softmax logit of the class predicted on the unperturbed image"
     report["settings"]["heatmap"] = "channel sum (relevance) / channel L2 norm (gradient-like signals)"
     return report

@@ -45,13 +45,15 @@ class Explainer:
     ``method`` is a method name (see ``explainer.METHODS``), a composite spec dict, or a ``Composite``; rule
     parameters (``epsilon``, ``gamma``, ``stabiliser``, ``low``/``high`` for the zB rule) are keyword arguments.
     ``provider`` is 'auto' (CUDA when a device works, else CPU), 'cpu' or 'cuda'. ``input_shape`` fills dynamic
-    non-batch dims of the model's input.
+    non-batch dims of the model's input. ``source`` names the model in messages when it is passed as a ModelProto.
     """
 
     def __init__(self, model: str | os.PathLike | onnx.ModelProto | bytes, method: str | Composite | dict =
                  "epsilon-plus-flat", *, provider: str = "auto", input_shape: tuple[int, ...] | None = None,
-                 low: Any = None, high: Any = None, verify: bool = True, **rule_params: Any) -> None:
+                 low: Any = None, high: Any = None, verify: bool = True, source: str | None = None,
+                 **rule_params: Any) -> None:
         self.proto, self.source = load_model(model)
+        self.source = source or self.source
         self.graph: CanonicalGraph = canonicalise(self.proto, self.source, input_shape=input_shape)
         self.provider = resolve_provider(provider)
         self._set_method(method, low, high, rule_params)

@@ -62,6 +62,7 @@ class CanonicalGraph:
     changes: list[str] = field(default_factory=list)
     source_ops: dict[str, int] = field(default_factory=dict)
     folded_ops: dict[str, int] = field(default_factory=dict)
+    removed_ops: dict[str, int] = field(default_factory=dict)
     check: tuple[np.ndarray, np.ndarray] | None = None
 
     @property

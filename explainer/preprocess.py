@@ -46,6 +46,7 @@ _PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...], float, bool]] = 
     "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 1.0, False),
     "caffe": (_CAFFE_BGR_MEAN, (1.0, 1.0, 1.0), 255.0, True),
     "raw": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 255.0, False),
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1.0, False),
 }
 PRESETS: tuple[str, ...] = tuple(_PRESETS)
 """Names accepted by :func:`preprocessing`."""
@@ -167,8 +168,9 @@ def resize_center_crop(
     ``int(resize * long / short)``, then the central ``size x size`` window is cut (offsets
     rounded as torchvision's ``CenterCrop``). For ``size = (h, w)`` the crop box is enlarged
     to ``resize`` on its shorter side (keeping its aspect) and the image is scaled, keeping its
-    own aspect, until it covers that box. ``image`` is uint8 ``H x W``, ``H x W x 1`` or
-    ``H x W x 3``; the result has the same number of dimensions.
+    own aspect, until it covers that box. An image that already has the crop's size is returned
+    unchanged (no resampling), so model-sized inputs keep their own pixels. ``image`` is uint8
+    ``H x W``, ``H x W x 1`` or ``H x W x 3``; the result has the same number of dimensions.
     """
     array = np.asarray(image)
     if array.dtype != np.uint8:
@@ -180,6 +182,8 @@ def resize_center_crop(
     if min(array.shape[:2]) < 1:
         raise InputError(f"resize_center_crop: image of shape {array.shape} is empty")
     crop_h, crop_w = _as_hw(size)
+    if array.shape[:2] == (crop_h, crop_w) and resize is None:
+        return np.ascontiguousarray(array)
     short_crop = min(crop_h, crop_w)
     if resize is not None and np.ndim(resize) != 0:
         raise InputError(f"resize must be one integer (the shorter side), got {resize!r}")

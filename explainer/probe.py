@@ -63,7 +63,7 @@ def run_probe(model: InMemoryModel, input_name: str, x: np.ndarray, source: str,
                 probe.skeleton.graph.output.append(helper.make_tensor_value_info(out, types[out], None))
                 existing.add(out)
     try:
-        sess = make_session(probe, "cpu", optimize=False)
+        sess = make_session(probe, "cpu", optimize="basic")
         names = [o.name for o in sess.get_outputs()]
         values = sess.run(names, {input_name: x})
     except Exception as exc:

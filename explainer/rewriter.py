@@ -43,11 +43,18 @@ def _nonnegative(graph: CanonicalGraph, input_nonneg: bool) -> set[str]:
         elif node.op == "Pad" and ins and node.attrs["value"] >= 0:
             nonneg.add(node.output)
         elif node.op in ("Add", "Concat") and ins and all(
-                isinstance(p, str) or np.all(p >= 0) for p in node.attrs.get("pieces", [])):
+                isinstance(p, int) or np.all(p >= 0) for p in node.attrs.get("pieces", [])):
             nonneg.add(node.output)
         elif node.op == "Mul" and node.inputs[0] in nonneg:
             nonneg.add(node.output)
     return nonneg
+
+
+def _activation_name(node: CNode) -> str | None:
+    if node.op != "Activation":
+        return None
+    kind = node.attrs["kind"]
+    return "relu6" if kind == "clip" and node.attrs["min"] == 0.0 else kind
 
 
 def layer_info(graph: CanonicalGraph) -> dict[str, Layer]:
@@ -60,7 +67,7 @@ def layer_info(graph: CanonicalGraph) -> dict[str, Layer]:
         kind = emitter.kind
         layers[node.output] = Layer(kind=kind or "structural", name=node.name, op=node.op,
                                     first=kind in LINEAR_KINDS and not upstream,
-                                    activation=node.attrs.get("kind") if node.op == "Activation" else None)
+                                    activation=_activation_name(node))
         linear_upstream[node.output] = upstream or kind in LINEAR_KINDS
     return layers
 

@@ -59,12 +59,12 @@ def resolve_provider(provider: str = "auto") -> str:
 
 
 def make_session(model: InMemoryModel | bytes | str, provider: str, *, threads: int | None = None,
-                 optimize: bool = True) -> ort.InferenceSession:
+                 optimize: str = "all") -> ort.InferenceSession:
     """A session on the given resolved provider ('cpu' or 'cuda'); large weights of an InMemoryModel are handed
     over as OrtValues (the session keeps a reference to the arrays, which must outlive it)."""
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                     else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    opts.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[optimize]
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads

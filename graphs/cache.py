@@ -10,6 +10,7 @@ Command line: ``python -m graphs.cache alexnet vgg16 --exporter legacy dynamo`` 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -84,7 +85,7 @@ def build_graph(name: str, exporter: str = "legacy", *, seed: int = 0) -> Export
         for data in data_files:
             os.replace(data, directory / data.name)
         os.replace(onnx_file, target)
-    return ExportResult(target, result.exporter, result.opset, result.seconds, result.max_abs_diff, result.max_abs_logit)
+    return dataclasses.replace(result, path=target)
 
 
 def reference_graph(name: str, exporter: str = "legacy", *, seed: int = 0) -> Path:
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             result = build_graph(name, exporter, seed=args.seed)
             elapsed = time.perf_counter() - start
             print(
-                f"{name:8s} {exporter:7s} opset {result.opset}  export {result.seconds:6.1f} s  total {elapsed:6.1f} s  "
+                f"{name:8s} {exporter:7s} opset {result.opset}  export {result.seconds:6.1f} s  "
+                f"total {elapsed:6.1f} s  "
                 f"{graph_size(result.path) / 2**20:8.1f} MiB  max|diff| {result.max_abs_diff:.2e} "
                 f"(max|logit| {result.max_abs_logit:.2f})  {result.path}"
             )

@@ -103,8 +103,8 @@ def build_model(seed: int = SEED) -> onnx.ModelProto:
         n("Shape", [f"{p}/conv2d_1/Relu__15:0"], [f"{p}/flatten/Shape:0"], name=f"{p}/flatten/Shape"),
         n("Gather", [f"{p}/flatten/Shape:0", "const_starts__0"], [f"{p}/flatten/strided_slice:0"],
           name=f"{p}/flatten/strided_slice", axis=0),
-        n("Unsqueeze", [f"{p}/flatten/strided_slice:0", "const_axes__12"], [f"{p}/flatten/Reshape/shape_Unsqueeze__18:0"],
-          name=f"{p}/flatten/Reshape/shape_Unsqueeze__18"),
+        n("Unsqueeze", [f"{p}/flatten/strided_slice:0", "const_axes__12"],
+          [f"{p}/flatten/Reshape/shape_Unsqueeze__18:0"], name=f"{p}/flatten/Reshape/shape_Unsqueeze__18"),
         n("Concat", [f"{p}/flatten/Reshape/shape_Unsqueeze__18:0", "const_fold_opt__20"],
           [f"{p}/flatten/Reshape/shape_Concat__19:0"], name=f"{p}/flatten/Reshape/shape_Concat__19", axis=0),
         n("Reshape", [f"{p}/conv2d_1/Relu__15:0", f"{p}/flatten/Reshape/shape_Concat__19:0"],
@@ -128,7 +128,9 @@ def build_model(seed: int = SEED) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "tf2onnx",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["unk__21", IMAGE_SIZE, IMAGE_SIZE, CHANNELS[0]])],
+        [helper.make_tensor_value_info(
+            INPUT_NAME, TensorProto.FLOAT, ["unk__21", IMAGE_SIZE, IMAGE_SIZE, CHANNELS[0]]
+        )],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["unk__22", NUM_CLASSES])],
         initializers,
     )

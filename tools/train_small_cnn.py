@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=TrainSettings.seed)
     parser.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (fixed for reproducibility; 1 is fastest for these tiny convs)"
+        "--threads", type=int, default=1,
+        help="torch CPU threads (fixed for reproducibility; 1 is fastest for these small convs)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

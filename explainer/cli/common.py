@@ -54,6 +54,9 @@ class ModelInput:
     prep: Preprocessing
     size: tuple[int, int]
 
+    def describe_preprocessing(self) -> str:
+        return f"{self.prep.name} (mean {list(self.prep.mean)}, std {list(self.prep.std)})"
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.spec.batch_shape(1, self.size)[1:]

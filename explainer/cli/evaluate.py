@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..evaluation import evaluate
+from ..explainer import Explainer
 from ..images import list_images
 from ..preprocess import load_batch
 from ..region_perturbation import format_table, write_comparison
@@ -31,7 +32,9 @@ def run_evaluation(args: argparse.Namespace, methods: list[str], orders: tuple[s
     paths = list_images(args.images)
     x, _ = load_batch(paths, mi.spec, mi.prep, size=mi.size)
     low, high = mi.bounds(args)
-    report = evaluate(mi.proto, x, methods, low=low, high=high, orders=orders, steps=args.steps,
+    ex = Explainer(mi.proto, methods[0], provider=args.provider, input_shape=mi.input_shape, low=low, high=high,
+                   source=mi.source, **rule_params(args))
+    report = evaluate(ex, x, methods, low=low, high=high, orders=orders, steps=args.steps,
                       region=args.region, perturb=args.perturb, repeats=args.repeats, seed=args.seed, grid=args.grid,
                       provider=args.provider, batch_size=args.batch_size, input_shape=mi.input_shape,
                       **rule_params(args))

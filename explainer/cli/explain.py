@@ -50,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args.out)
     low, high = mi.bounds(args)
     ex = Explainer(mi.proto, args.method, provider=args.provider, input_shape=mi.input_shape, low=low, high=high,
-                   **rule_params(args))
+                   source=mi.source, **rule_params(args))
     labels = load_labels(args.labels, ex.num_classes)
     print(f"model {mi.source}: input {ex.layout} {list(ex.input_shape)}, {ex.num_classes} classes, "
-          f"method {ex.method}, preprocessing {mi.prep.name}, provider {ex.provider}")
+          f"method {ex.method}, preprocessing {mi.describe_preprocessing()}, provider {ex.provider}")
     stems = safe_stems(paths)
     batch = max(1, args.batch_size)
     for start in tqdm(range(0, len(paths), batch), desc="explaining", unit="batch", disable=len(paths) <= batch):

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     mi = model_input(args)
     low, high = mi.bounds(args)
     ex = Explainer(mi.proto, args.method, provider="cpu", input_shape=mi.input_shape, low=low, high=high,
-                   **rule_params(args))
+                   source=mi.source, **rule_params(args))
     path = ex.save(args.output)
     print(f"wrote {path}: method {ex.method}, input '{ex.input_name}' {ex.layout} "
           f"[N, {', '.join(map(str, ex.input_shape))}], target int64 [N] -> logits [N, {ex.num_classes}], relevance")

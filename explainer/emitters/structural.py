@@ -74,8 +74,8 @@ class ConcatEmitter:
         batch = None
         pieces = []
         for i, piece in enumerate(node.attrs["pieces"]):
-            if isinstance(piece, str):
-                pieces.append(piece)
+            if isinstance(piece, int):
+                pieces.append(node.inputs[piece])
                 continue
             if batch is None:
                 batch = b.op("Slice", [ctx.shape_of(node.inputs[0]), _i64(ctx, [0]), _i64(ctx, [1])], "batch")
@@ -88,4 +88,4 @@ class ConcatEmitter:
         parts = ctx.b.op("Split", [r, _i64(ctx, sizes)], f"{node.name}_split", outputs=len(sizes),
                          axis=node.attrs["axis"])
         parts = parts if isinstance(parts, list) else [parts]
-        return [part for part, piece in zip(parts, node.attrs["pieces"]) if isinstance(piece, str)]
+        return [part for part, piece in zip(parts, node.attrs["pieces"]) if isinstance(piece, int)]

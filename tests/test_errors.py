@@ -1,0 +1,300 @@
+"""Every way a user can hand the Python API a bad model or a bad input ends in an ``ExplainerError`` subclass whose
+message names the culprit (file, tensor, node, op, value), never in a protobuf/ONNX Runtime/NumPy exception."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from explainer import Explainer, ExplainerError, InputError, ModelError, UnsupportedOpError
+from explainer.check import check_model
+from explainer.model_io import load_model
+from onnx_graphs import G, run
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "graphs" / "digits_cnn.onnx"
+
+
+# ---------------------------------------------------------------------------------------------- model builders
+def small_cnn(seed: int = 0) -> onnx.ModelProto:
+    """x [N, 3, 8, 8] -> Conv -> Relu -> Flatten -> Gemm -> 5 scores."""
+    g = G(seed)
+    c = g.conv("x", 3, 4, pads=[1, 1, 1, 1])
+    r = g.node("Relu", [c])
+    f = g.node("Flatten", [r], axis=1)
+    out = g.node("Gemm", [f, g.w((5, 4 * 8 * 8)), g.w((5,), 0.1)], transB=1)
+    return g.model(["N", 3, 8, 8], out)
+
+
+def no_input_model() -> onnx.ModelProto:
+    node = helper.make_node("Constant", [], ["scores"], name="const_scores",
+                            value=numpy_helper.from_array(np.zeros((1, 10), np.float32)))
+    graph = helper.make_graph([node], "no_input", [], [helper.make_tensor_value_info("scores", TensorProto.FLOAT,
+                                                                                      [1, 10])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def two_input_model() -> onnx.ModelProto:
+    g = G()
+    s = g.node("Add", ["image_a", "image_b"])
+    c = g.conv(s, 3, 4)
+    f = g.node("Flatten", [c], axis=1)
+    out = g.node("Gemm", [f, g.w((5, 4 * 6 * 6))], transB=1)
+    second = helper.make_tensor_value_info("image_b", TensorProto.FLOAT, ["N", 3, 8, 8])
+    return g.model(["N", 3, 8, 8], out, input_name="image_a", extra_inputs=[second])
+
+
+def unsupported_model() -> tuple[onnx.ModelProto, list[tuple[str, str]]]:
+    """Two different unsupported ops (Erf twice, Abs once) between supported ones."""
+    g = G()
+    c = g.conv("x", 3, 4, pads=[1, 1, 1, 1])
+    e1 = g.node("Erf", [c])
+    r = g.node("Relu", [e1])
+    a = g.node("Abs", [r])
+    e2 = g.node("Erf", [a])
+    f = g.node("Flatten", [e2], axis=1)
+    out = g.node("Gemm", [f, g.w((5, 4 * 8 * 8))], transB=1)
+    model = g.model(["N", 3, 8, 8], out)
+    bad = [(n.name, n.op_type) for n in model.graph.node if n.op_type in ("Erf", "Abs")]
+    assert len(bad) == 3
+    return model, bad
+
+
+def feature_map_model() -> onnx.ModelProto:
+    """The output is a [N, 4, 6, 6] feature map, not a score vector."""
+    g = G()
+    return g.model(["N", 3, 8, 8], g.conv("x", 3, 4))
+
+
+def x_for(n: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, 8, 8)).astype(np.float32)
+
+
+def with_external_weight(model: onnx.ModelProto, location: str) -> tuple[onnx.ModelProto, str, bytes]:
+    """``model`` with its first initializer's data moved to external ``location``; returns (model, name, bytes)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    tensor = model.graph.initializer[0]
+    data = numpy_helper.to_array(tensor).tobytes()
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(len(data)))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return model, tensor.name, data
+
+
+# ---------------------------------------------------------------------------------------------- unreadable files
+def test_missing_model_file_is_named(tmp_path):
+    missing = tmp_path / "nowhere" / "model.onnx"
+    with pytest.raises(ModelError, match="no such file") as info:
+        Explainer(missing)
+    assert str(missing) in str(info.value)
+
+
+def test_directory_and_empty_file_are_refused(tmp_path):
+    with pytest.raises(ModelError, match="directory"):
+        Explainer(tmp_path)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelError, match="empty") as info:
+        Explainer(empty)
+    assert str(empty) in str(info.value)
+
+
+def test_random_bytes_are_not_a_model(tmp_path):
+    path = tmp_path / "noise.onnx"
+    path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(ModelError) as info:
+        Explainer(path)
+    assert str(path) in str(info.value)
+    assert type(info.value) is ModelError
+    with pytest.raises(ModelError, match="<bytes>"):
+        Explainer(path.read_bytes())
+
+
+def test_truncated_model_is_refused(tmp_path):
+    data = DIGITS.read_bytes()
+    path = tmp_path / "half.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="not a valid ONNX model") as info:
+        Explainer(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(ModelError):
+        check_model(path)
+
+
+# ---------------------------------------------------------------------------------------------- malformed models
+def test_model_without_inputs():
+    with pytest.raises(ModelError, match="no inputs"):
+        Explainer(no_input_model())
+    report = check_model(no_input_model())
+    assert not report.ok and "no inputs" in report.error
+
+
+def test_model_with_two_image_inputs_names_both():
+    with pytest.raises(ModelError, match="2 inputs") as info:
+        Explainer(two_input_model())
+    assert "'image_a'" in str(info.value) and "'image_b'" in str(info.value)
+    assert not isinstance(info.value, UnsupportedOpError)
+
+
+def test_unsupported_ops_are_listed_all_at_once_with_node_names():
+    model, bad = unsupported_model()
+    with pytest.raises(UnsupportedOpError) as info:
+        Explainer(model)
+    assert sorted(info.value.nodes) == sorted(bad)
+    message = str(info.value)
+    for name, op in bad:
+        assert f"{op} (node '{name}')" in message
+    assert "Conv" not in message and "Gemm" not in message
+    report = check_model(model)
+    assert not report.ok
+    status = {op: s for op, _, s in report.ops}
+    assert status["Erf"].startswith("UNSUPPORTED") and status["Abs"].startswith("UNSUPPORTED")
+    assert status["Conv"] == "supported" and status["Gemm"] == "supported"
+
+
+def test_output_that_is_not_a_score_vector():
+    with pytest.raises(ModelError, match="expected a vector of class scores") as info:
+        Explainer(feature_map_model())
+    assert "[4, 6, 6]" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- external data
+@pytest.fixture
+def model_dir(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    return folder
+
+
+def test_external_data_inside_the_folder_is_read(model_dir):
+    """The control for the refusals below: a legitimate external weight file next to the model loads."""
+    model, name, data = with_external_weight(small_cnn(), "weights/w.bin")
+    (model_dir / "weights").mkdir()
+    (model_dir / "weights" / "w.bin").write_bytes(data)
+    path = model_dir / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = x_for()
+    np.testing.assert_allclose(Explainer(path, "gradient").forward(x), run(small_cnn(), x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["parent", "absolute", "dotdot-inside-path", "symlink"])
+def test_external_data_outside_the_folder_is_refused(model_dir, kind):
+    secret = model_dir.parent / "secret.bin"
+    location = {"parent": "../secret.bin", "absolute": str(secret),
+                "dotdot-inside-path": "weights/../../secret.bin", "symlink": "link.bin"}[kind]
+    model, name, data = with_external_weight(small_cnn(), location)
+    secret.write_bytes(data)          # the file exists and holds valid data: only its place is wrong
+    (model_dir / "weights").mkdir()
+    if kind == "symlink":
+        os.symlink(secret, model_dir / "link.bin")
+    path = model_dir / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    for load in (Explainer, load_model, check_model):
+        with pytest.raises(ModelError, match="outside the model's folder") as info:
+            load(path)
+        message = str(info.value)
+        assert f"'{name}'" in message and f"'{location}'" in message and str(path) in message
+
+
+@pytest.mark.parametrize("kind", ["nul-byte", "symlink-loop", "name-too-long"])
+def test_malformed_external_locations_are_model_errors(model_dir, kind):
+    """A hostile or broken location must end in a ModelError naming the tensor, not in ValueError (embedded null
+    byte), RuntimeError (symlink loop) or OSError (file name too long) from pathlib."""
+    location = {"nul-byte": "w\x00.bin", "symlink-loop": "loop.bin", "name-too-long": "a" * 5000}[kind]
+    if kind == "symlink-loop":
+        os.symlink("loop.bin", model_dir / "loop.bin")
+    model, name, _ = with_external_weight(small_cnn(), location)
+    path = model_dir / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    for load in (Explainer, check_model):
+        with pytest.raises(ModelError) as info:
+            load(path)
+        assert f"'{name}'" in str(info.value) and str(path) in str(info.value)
+
+
+def test_missing_external_data_file_is_named(model_dir):
+    model, name, _ = with_external_weight(small_cnn(), "w.bin")
+    path = model_dir / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match="does not exist") as info:
+        Explainer(path)
+    assert f"'{name}'" in str(info.value) and "'w.bin'" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+@pytest.fixture(scope="module")
+def digits():
+    return Explainer(DIGITS, "epsilon-plus-flat")
+
+
+def _digit_batch(n: int = 2) -> np.ndarray:
+    return np.random.default_rng(0).uniform(0, 1, (n, 1, 32, 32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("target", [99, 10, -1, [3, 99]])
+def test_target_out_of_range(digits, target):
+    with pytest.raises(InputError, match="out of range") as info:
+        digits.explain(_digit_batch(), target)
+    bad = target[1] if isinstance(target, list) else target
+    assert f"target index {bad}" in str(info.value) and "10 classes" in str(info.value)
+
+
+def test_zero_images(digits):
+    empty = np.zeros((0, 1, 32, 32), np.float32)
+    for call in (digits.explain, digits.forward):
+        with pytest.raises(InputError, match="empty"):
+            call(empty)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_input(digits, value):
+    x = _digit_batch()
+    x[1, 0, 5, 7] = value
+    for call in (digits.explain, digits.forward):
+        with pytest.raises(InputError, match="NaN or Inf"):
+            call(x)
+    x64 = x.astype(np.float64)
+    with pytest.raises(InputError, match="NaN or Inf"):
+        digits.explain(x64)
+
+
+@pytest.mark.parametrize("x, fragment", [
+    (np.zeros((2, 3, 32, 32), np.float32), "does not match"),
+    (np.zeros((2, 32, 32, 1), np.float32), "does not match"),
+    (np.array([["a"]]), "numeric"),
+])
+def test_wrong_shape_or_dtype(digits, x, fragment):
+    with pytest.raises(InputError, match=fragment):
+        digits.explain(x)
+
+
+def test_valid_input_still_works_after_errors(digits):
+    """Errors must not leave the explainer in a broken state."""
+    x = _digit_batch(3)
+    with pytest.raises(InputError):
+        digits.explain(x, 99)
+    e = digits.explain(x)
+    assert e.relevance.shape == x.shape and np.all(np.isfinite(e.relevance))
+    np.testing.assert_array_equal(e.target, np.argmax(digits.forward(x), axis=1))
+
+
+def test_bad_method_and_missing_bounds_are_input_errors():
+    with pytest.raises(InputError, match="unknown method 'lrp-42'"):
+        Explainer(small_cnn(), "lrp-42")
+    with pytest.raises(InputError, match="low and high"):
+        Explainer(small_cnn(), "epsilon-gamma-box")
+
+
+def test_all_errors_share_the_base_class():
+    for cls in (ModelError, UnsupportedOpError, InputError):
+        assert issubclass(cls, ExplainerError)

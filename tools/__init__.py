@@ -1,0 +1,1 @@
+"""Benchmarks, model builders and maintenance scripts (importable as ``tools.*`` from the repo root)."""

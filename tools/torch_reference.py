@@ -1,0 +1,190 @@
+"""An independent float64 evaluation of ONNX graphs with PyTorch ops, for gradient checks with autograd.
+
+It interprets the original (not canonicalised) graph node by node with torch.nn.functional, so it shares no code
+with the package. It covers the ops of the Caffe2 model-zoo graphs, PyTorch and tf2onnx exports.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import helper, numpy_helper
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _pad_input(x: torch.Tensor, pads: list[int], value: float = 0.0) -> torch.Tensor:
+    n = len(pads) // 2
+    torch_pads: list[int] = []
+    for i in reversed(range(n)):
+        torch_pads += [pads[i], pads[i + n]]
+    return F.pad(x, torch_pads, value=value) if any(torch_pads) else x
+
+
+def _same_pads(node_attrs: dict, spatial, kernel, strides, dilations) -> list[int]:
+    auto = node_attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("NOTSET", ""):
+        return list(node_attrs.get("pads", [0] * (2 * len(kernel))))
+    if auto == "VALID":
+        return [0] * (2 * len(kernel))
+    begins, ends = [], []
+    for size, k, s, d in zip(spatial, kernel, strides, dilations):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small = total // 2
+        begins.append(small if auto == "SAME_UPPER" else total - small)
+        ends.append(total - small if auto == "SAME_UPPER" else small)
+    return begins + ends
+
+
+def torch_function(model: onnx.ModelProto) -> Callable[[torch.Tensor], torch.Tensor]:
+    """f(x) -> the model's first output, computed in float64 with torch ops (differentiable)."""
+    opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 13)
+    consts = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in consts]
+    output = model.graph.output[0].name
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        env: dict[str, torch.Tensor] = {k: (v.double() if v.is_floating_point() else v) for k, v in consts.items()}
+        env[inputs[0]] = x
+        for node in model.graph.node:
+            a = _attrs(node)
+            ins = [env[i] if i else None for i in node.input]
+            outs = _run(node.op_type, ins, a, opset, node)
+            for name, value in zip(node.output, outs):
+                if name:
+                    env[name] = value
+        return env[output]
+    return f
+
+
+def _ints(t: torch.Tensor) -> list[int]:
+    return [int(v) for v in t.reshape(-1).tolist()]
+
+
+def _run(op: str, ins: list, a: dict, opset: int, node: onnx.NodeProto) -> list:
+    x = ins[0] if ins else None
+    if op == "Constant":
+        return [torch.from_numpy(numpy_helper.to_array(a["value"]).copy()).double()
+                if numpy_helper.to_array(a["value"]).dtype.kind == "f" else
+                torch.from_numpy(numpy_helper.to_array(a["value"]).copy())]
+    if op == "ConstantOfShape":
+        value = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+        dtype = torch.float64 if value.dtype.kind == "f" else torch.int64
+        return [torch.full(_ints(x), float(value.reshape(-1)[0]), dtype=dtype)]
+    if op == "Conv":
+        w = ins[1]
+        kernel = list(a.get("kernel_shape", w.shape[2:]))
+        n = len(kernel)
+        strides, dil = list(a.get("strides", [1] * n)), list(a.get("dilations", [1] * n))
+        pads = _same_pads(a, x.shape[2:], kernel, strides, dil)
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
+        return [conv(_pad_input(x, pads), w, ins[2] if len(ins) > 2 else None, strides, 0, dil, a.get("group", 1))]
+    if op in ("MaxPool", "AveragePool"):
+        kernel = list(a["kernel_shape"])
+        n = len(kernel)
+        strides = list(a.get("strides", [1] * n))
+        dil = list(a.get("dilations", [1] * n))
+        pads = _same_pads(a, x.shape[2:], kernel, strides, dil)
+        symmetric = pads[:n] == pads[n:] and all(p <= k // 2 for p, k in zip(pads[:n], kernel))
+        ceil = bool(a.get("ceil_mode", 0))
+        if op == "MaxPool":
+            if symmetric:
+                return [F.max_pool2d(x, kernel, strides, pads[:n], dil, ceil_mode=ceil), None]
+            return [F.max_pool2d(_pad_input(x, pads, float("-inf")), kernel, strides, 0, dil, ceil_mode=ceil), None]
+        include = bool(a.get("count_include_pad", 0))
+        if symmetric:
+            return [F.avg_pool2d(x, kernel, strides, pads[:n], ceil_mode=ceil, count_include_pad=include)]
+        ones = torch.ones_like(x[:1, :1])
+        summed = F.avg_pool2d(_pad_input(x, pads), kernel, strides, 0, ceil_mode=ceil, divisor_override=1)
+        count = F.avg_pool2d(_pad_input(ones, pads, 1.0 if include else 0.0), kernel, strides, 0, ceil_mode=ceil,
+                             divisor_override=1)
+        return [summed / count]
+    if op == "GlobalAveragePool":
+        return [x.mean(dim=tuple(range(2, x.dim())), keepdim=True)]
+    if op == "GlobalMaxPool":
+        return [x.amax(dim=tuple(range(2, x.dim())), keepdim=True)]
+    if op == "LRN":
+        return [F.local_response_norm(x, a["size"], a.get("alpha", 1e-4), a.get("beta", 0.75), a.get("bias", 1.0))]
+    if op == "Relu":
+        return [F.relu(x)]
+    if op == "LeakyRelu":
+        return [F.leaky_relu(x, a.get("alpha", 0.01))]
+    if op == "Sigmoid":
+        return [torch.sigmoid(x)]
+    if op == "Tanh":
+        return [torch.tanh(x)]
+    if op == "Clip":
+        lo, hi = (a.get("min"), a.get("max")) if opset < 11 else (
+            ins[1] if len(ins) > 1 else None, ins[2] if len(ins) > 2 else None)
+        return [torch.clamp(x, None if lo is None else float(lo), None if hi is None else float(hi))]
+    if op in ("Add", "Sub", "Mul", "Div"):
+        fn = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div}[op]
+        y = ins[1]
+        if x.is_floating_point() != y.is_floating_point():
+            x, y = x.double(), y.double()
+        return [fn(x, y)]
+    if op == "Sum":
+        return [sum(ins[1:], ins[0])]
+    if op == "Gemm":
+        A = ins[0].t() if a.get("transA", 0) else ins[0]
+        B = ins[1].t() if a.get("transB", 0) else ins[1]
+        y = a.get("alpha", 1.0) * A @ B
+        return [y + a.get("beta", 1.0) * ins[2] if len(ins) > 2 and ins[2] is not None else y]
+    if op == "MatMul":
+        return [ins[0] @ ins[1]]
+    if op == "BatchNormalization":
+        scale, bias, mean, var = ins[1:5]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        y = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + a.get("epsilon", 1e-5))
+        return [y * scale.reshape(shape) + bias.reshape(shape)]
+    if op in ("Dropout", "Identity"):
+        return [x, None]
+    if op == "Softmax":
+        return [torch.softmax(x, dim=a.get("axis", 1 if opset < 13 else -1))]
+    if op == "Flatten":
+        axis = a.get("axis", 1)
+        return [x.reshape(int(np.prod(x.shape[:axis])), -1)]
+    if op == "Reshape":
+        shape = list(a["shape"]) if opset < 5 else _ints(ins[1])
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        return [x.reshape(shape)]
+    if op == "Transpose":
+        return [x.permute(*a.get("perm", list(reversed(range(x.dim())))))]
+    if op == "Concat":
+        return [torch.cat(ins, dim=a["axis"])]
+    if op == "Unsqueeze":
+        axes = list(a["axes"]) if opset < 13 else _ints(ins[1])
+        for ax in sorted(v % (x.dim() + len(axes)) for v in axes):
+            x = x.unsqueeze(ax)
+        return [x]
+    if op == "Squeeze":
+        axes = list(a.get("axes", [])) if opset < 13 else (_ints(ins[1]) if len(ins) > 1 else [])
+        return [x.squeeze(tuple(axes)) if axes else x.squeeze()]
+    if op == "Shape":
+        return [torch.tensor(list(x.shape), dtype=torch.int64)]
+    if op == "Gather":
+        return [torch.index_select(x, a.get("axis", 0), ins[1].reshape(-1)).reshape(
+            x.shape[:a.get("axis", 0)] + ins[1].shape + x.shape[a.get("axis", 0) + 1:])]
+    if op == "Cast":
+        return [x.double() if a["to"] in (1, 11) else x.long()]
+    if op == "Pad":
+        pads = list(a["pads"]) if opset < 11 else _ints(ins[1])
+        return [_pad_input(x, pads[2:len(pads) // 2] + pads[len(pads) // 2 + 2:])]
+    raise NotImplementedError(f"torch_reference: op {op} (node {node.name})")
+
+
+def torch_gradient(model: onnx.ModelProto, x: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, ∂ logit_target / ∂x) in float64 via autograd on the original graph (Softmax outputs are undone by
+    taking the log, which leaves gradients of the logit differences; callers compare pre-softmax models)."""
+    f = torch_function(model)
+    xt = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+    out = f(xt).reshape(len(x), -1)
+    out.gather(1, torch.from_numpy(target.astype(np.int64))[:, None]).sum().backward()
+    return out.detach().numpy(), xt.grad.numpy()
