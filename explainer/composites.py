@@ -114,7 +114,9 @@ def gradient_x_input(**_: Any) -> Composite:
 
 
 def lrp_0(**_: Any) -> Composite:
-    return Composite("lrp-0", [(kind(*LINEAR_KINDS), Epsilon(0.0))] + _lrp_base(), description="LRP-0 everywhere")
+    return Composite("lrp-0", [(kind(*LINEAR_KINDS), Epsilon(0.0))] + _lrp_base(0.0),
+                     description="LRP-0 everywhere (sums and average pools unstabilised too, so that LRP-0 equals "
+                                 "gradient×input on ReLU nets)")
 
 
 def lrp_epsilon(epsilon: float = 0.01, **_: Any) -> Composite:
@@ -193,8 +195,26 @@ METHODS: dict[str, Callable[..., Composite]] = {
 }
 
 
+def _check_params(params: dict[str, Any]) -> None:
+    for name in ("epsilon", "gamma"):
+        value = params.get(name)
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    stab = params.get("stabiliser")
+    if stab is not None and not (np.isfinite(stab) and stab > 0):
+        raise ValueError(f"stabiliser must be a finite number > 0, got {stab}")
+    low, high = params.get("low"), params.get("high")
+    if low is not None and high is not None:
+        lo, hi = np.asarray(low, np.float64), np.asarray(high, np.float64)
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError("the input bounds low/high must be finite")
+        if np.any(lo >= hi):
+            raise ValueError(f"the input bounds need low < high (got low={lo.tolist()}, high={hi.tolist()})")
+
+
 def make_composite(method: str | Composite | dict | Sequence, **params: Any) -> Composite:
     """A composite from a method name (with rule parameters as keywords), a spec dict, or a Composite."""
+    _check_params(params)
     if isinstance(method, Composite):
         return method
     if isinstance(method, dict):

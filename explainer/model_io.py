@@ -22,11 +22,19 @@ def _check_external_locations(model: onnx.ModelProto, base: Path, source: str) -
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
-        target = (base / location).resolve()
+        try:
+            target = (base / location).resolve()
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise ModelError(f"{source}: initializer '{tensor.name}' has an unusable external data location "
+                             f"{location!r} ({exc.__class__.__name__})") from None
         if os.path.isabs(location) or base_resolved not in (target, *target.parents):
             raise ModelError(f"{source}: initializer '{tensor.name}' refers to external data '{location}' outside "
                              f"the model's folder {base_resolved}; refusing to read it")
-        if not target.is_file():
+        try:
+            exists = target.is_file()
+        except (ValueError, OSError):
+            exists = False
+        if not exists:
             raise ModelError(f"{source}: initializer '{tensor.name}' needs external data file '{location}', "
                              f"which does not exist next to the model")
 

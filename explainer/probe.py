@@ -68,7 +68,7 @@ def run_probe(model: InMemoryModel, input_name: str, x: np.ndarray, source: str,
         values = sess.run(names, {input_name: x})
     except Exception as exc:
         raise ModelError(f"{source}: ONNX Runtime cannot run the model on an input of shape {list(x.shape)} "
-                         f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]})") from None
+                         f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:400]})") from None
     return dict(zip(names, values))
 
 

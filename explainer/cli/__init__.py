@@ -15,8 +15,16 @@ from . import audit, check, evaluate, explain, rewrite
 COMMANDS = {"rewrite": rewrite, "check": check, "explain": explain, "evaluate": evaluate, "audit": audit}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with our error format: one line on stderr and exit code 2 (``--help`` still prints usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"explainer: error: {one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="explainer", description="Explain ONNX image classifiers with LRP.")
+    parser = Parser(prog="explainer", description="Explain ONNX image classifiers with LRP.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
@@ -27,21 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: object) -> str:
+    """The message with line breaks and other non-printable characters escaped, so an error stays one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(message))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     try:
         return int(args.run(args) or 0)
     except ExplainerError as exc:
         if args.debug:
             raise
-        print(f"explainer: error: {exc}", file=sys.stderr)
+        print(f"explainer: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         if args.debug:
             raise
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"explainer: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"explainer: error: {one_line(exc.strerror or exc)}{one_line(where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("explainer: interrupted", file=sys.stderr)

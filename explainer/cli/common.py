@@ -105,11 +105,14 @@ def output_dir(path: str | Path) -> Path:
 
 def safe_stems(paths: list[Path]) -> list[str]:
     """File-name stems for outputs, unique and free of path separators, so nothing lands outside --out."""
-    seen: dict[str, int] = {}
+    used: set[str] = set()
     stems = []
     for p in paths:
-        stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in p.stem).lstrip(".") or "image"
-        count = seen.get(stem, 0)
-        seen[stem] = count + 1
-        stems.append(stem if count == 0 else f"{stem}_{count}")
+        base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in p.stem).lstrip(".") or "image"
+        stem, k = base, 0
+        while stem in used:
+            k += 1
+            stem = f"{base}_{k}"
+        used.add(stem)
+        stems.append(stem)
     return stems

@@ -13,18 +13,28 @@ from .common import add_model_options, add_preprocess_options, model_input, outp
 HELP = "compare methods by region perturbation (MoRF/LeRF, AOPC, ABPC); writes aopc.json and aopc.png"
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def add_protocol_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files or folders")
     add_preprocess_options(p)
-    p.add_argument("--steps", type=int, default=100, help="perturbation steps L (default 100)")
-    p.add_argument("--region", type=int, default=9, help="region side in pixels (default 9)")
+    p.add_argument("--steps", type=positive_int, default=100, help="perturbation steps L (default 100)")
+    p.add_argument("--region", type=positive_int, default=9, help="region side in pixels (default 9)")
     p.add_argument("--grid", choices=["fixed", "sliding"], default="fixed",
                    help="region grid: fixed non-overlapping grid (default) or sliding window with greedy exclusion")
     p.add_argument("--perturb", choices=["uniform", "mean", "zero", "blur"], default="uniform",
                    help="replacement for removed regions (default: uniform noise over the valid input range)")
-    p.add_argument("--repeats", type=int, default=10, help="repetitions for random perturbations (default 10)")
+    p.add_argument("--repeats", type=positive_int, default=10, help="repetitions for random perturbations (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=128, help="perturbed images per ONNX Runtime run")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="perturbed images per ONNX Runtime run")
 
 
 def run_evaluation(args: argparse.Namespace, methods: list[str], orders: tuple[str, ...]) -> dict:
@@ -61,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m != "random" and m not in METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}, random")
+    if not [m for m in methods if m != "random"]:
+        raise InputError(f"--methods {args.methods!r} names no method to evaluate besides the random baseline")
     out = output_dir(args.out)
     orders = ("morf",) if args.order == "morf" else ("morf", "lerf")
     report = run_evaluation(args, [m for m in methods if m != "random"], orders)
