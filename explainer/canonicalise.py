@@ -19,7 +19,7 @@ from .errors import InputError, ModelError, UnsupportedOpError
 from .ir import CanonicalGraph, CNode
 from .layout import detect_layout
 from .model_io import InMemoryModel
-from .probe import numpy_dtype, run_probe, tensor_types, with_input_shape
+from .probe import run_probe, tensor_types, with_input_shape
 
 _OUTPUT_CHAIN_OPS = {"Softmax", "LogSoftmax", "Identity", "Dropout", "Cast", "Flatten", "Reshape", "Squeeze"}
 
@@ -331,4 +331,4 @@ def simplify(cg: CanonicalGraph) -> None:
             break
 
 
-__all__ = ["canonicalise", "image_input", "model_opset", "numpy_dtype"]
+__all__ = ["canonicalise", "image_input", "model_opset"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,6 @@ class Explanation:
 class _Sessions:
     forward: Any = None
     relevance: Any = None
-    extra: dict = field(default_factory=dict)
 
 
 class Explainer:
@@ -52,9 +51,10 @@ class Explainer:
                  "epsilon-plus-flat", *, provider: str = "auto", input_shape: tuple[int, ...] | None = None,
                  low: Any = None, high: Any = None, verify: bool = True, source: str | None = None,
                  **rule_params: Any) -> None:
-        self.proto, self.source = load_model(model)
-        self.source = source or self.source
-        self.graph: CanonicalGraph = canonicalise(self.proto, self.source, input_shape=input_shape)
+        proto, loaded_as = load_model(model)
+        self.source = source or loaded_as
+        self.graph: CanonicalGraph = canonicalise(proto, self.source, input_shape=input_shape)
+        del proto  # the canonical graph holds every weight it needs; the protobuf copy would double the memory
         self.provider = resolve_provider(provider)
         self._set_method(method, low, high, rule_params)
         if verify:
@@ -74,7 +74,7 @@ class Explainer:
                     **rule_params: Any) -> "Explainer":
         """Another explainer for the same model (its canonical graph is reused) with a different method."""
         other = object.__new__(Explainer)
-        other.proto, other.source, other.graph, other.provider = self.proto, self.source, self.graph, self.provider
+        other.source, other.graph, other.provider = self.source, self.graph, self.provider
         other._set_method(method, self.low if low is None else low, self.high if high is None else high,
                           rule_params)
         other._verify()

@@ -13,11 +13,6 @@ from .errors import ModelError
 from .model_io import InMemoryModel
 from .runtime import make_session
 
-_NP_OF_ONNX = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
-               onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.INT64: np.int64,
-               onnx.TensorProto.INT32: np.int32, onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.BOOL: np.bool_}
-
-
 def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every tensor that ONNX type inference can name."""
     try:
@@ -71,6 +66,3 @@ def run_probe(model: InMemoryModel, input_name: str, x: np.ndarray, source: str,
                          f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:400]})") from None
     return dict(zip(names, values))
 
-
-def numpy_dtype(elem_type: int) -> type:
-    return _NP_OF_ONNX.get(elem_type, np.float32)

@@ -197,4 +197,4 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
     return model
 
 
-__all__ = ["build_forward_model", "build_relevance_model", "layer_info", "expand_bounds", "CNode"]
+__all__ = ["build_forward_model", "build_relevance_model", "layer_info", "expand_bounds"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import CNode
-from ..rules import Gradient, LinearRule, Norm, Rule, Term
+from ..errors import ModelError
+from ..rules import Epsilon, LinearRule, Norm, Rule, Term
 from .base import EmitContext, unsupported_rule
 
 
@@ -31,14 +32,13 @@ class LinearEmitter:
 
     def backward(self, ctx: EmitContext, node: CNode, rule: Rule, r: str) -> list[str | None]:
         if isinstance(rule, Norm):
-            from ..rules import Epsilon
             rule = Epsilon(rule.stabiliser)
         if not isinstance(rule, LinearRule):
             raise unsupported_rule(node, rule)
         return [apply_linear_rule(ctx, self, node, rule, r)]
 
 
-def _term_input(ctx: EmitContext, node: CNode, term: Term, rule: LinearRule) -> str | None:
+def _term_input(ctx: EmitContext, node: CNode, term: Term) -> str | None:
     """The modified input a'_t of a term, or None when it is identically zero (negative part of a ReLU output)."""
     x = node.inputs[0]
     b = ctx.b
@@ -53,7 +53,6 @@ def _term_input(ctx: EmitContext, node: CNode, term: Term, rule: LinearRule) -> 
         return ctx.weight(node, "ones", np.ones(per_sample, np.float32))
     if term.input in ("low", "high"):
         if x not in ctx.bounds:
-            from ..errors import ModelError
             raise ModelError(f"the zB rule needs input bounds at '{x}' (input of '{node.name}'), but they cannot be "
                              "carried there from the model input")
         lo, hi = ctx.bounds[x]
@@ -69,7 +68,7 @@ def apply_linear_rule(ctx: EmitContext, op: LinearEmitter, node: CNode, rule: Li
     for gi, group in enumerate(rule.groups):
         terms = []
         for term in group.terms:
-            a = _term_input(ctx, node, term, rule)
+            a = _term_input(ctx, node, term)
             if a is None:
                 continue
             w_mod = term.weight(w_np)
@@ -147,4 +146,4 @@ class DenseEmitter(LinearEmitter):
         return ctx.b.op("Gemm", [g, w], f"{node.name}_mmT", transB=1)
 
 
-__all__ = ["ConvEmitter", "DenseEmitter", "LinearEmitter", "apply_linear_rule", "Gradient"]
+__all__ = ["ConvEmitter", "DenseEmitter", "LinearEmitter", "apply_linear_rule"]
