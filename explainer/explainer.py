@@ -14,7 +14,7 @@ from .errors import InputError, ModelError
 from .ir import CanonicalGraph
 from .model_io import load_model, save_model
 from .rewriter import LOGITS, RELEVANCE, TARGET, build_forward_model, build_relevance_model
-from .runtime import make_session, resolve_provider
+from .runtime import make_session, resolve_provider, run_bound
 
 
 @dataclass
@@ -137,7 +137,7 @@ class Explainer:
         x = self._check_input(x)
         if self._sessions.forward is None:
             self._sessions.forward = make_session(build_forward_model(self.graph), self.provider)
-        outs = [self._sessions.forward.run([LOGITS], {self.input_name: x[s]})[0]
+        outs = [run_bound(self._sessions.forward, [LOGITS], {self.input_name: x[s]}, self.provider)[0]
                 for s in self._chunks(len(x), batch_size)]
         return np.concatenate(outs)
 
@@ -163,7 +163,8 @@ class Explainer:
                                  f"classes (0..{self.num_classes - 1})")
         logits, relevance = [], []
         for s in self._chunks(n, batch_size):
-            lg, rel = self._sessions.relevance.run([LOGITS, RELEVANCE], {self.input_name: x[s], TARGET: tgt[s]})
+            lg, rel = run_bound(self._sessions.relevance, [LOGITS, RELEVANCE], {self.input_name: x[s], TARGET: tgt[s]},
+                                self.provider)
             logits.append(lg)
             relevance.append(rel)
         rel = np.concatenate(relevance)

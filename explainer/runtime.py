@@ -78,3 +78,20 @@ def make_session(model: InMemoryModel | bytes | str, provider: str, *, threads: 
         sess._explainer_arrays = arrays
         return sess
     return ort.InferenceSession(model, opts, providers=providers)
+
+
+def run_bound(session: ort.InferenceSession, outputs: list[str], feeds: dict[str, np.ndarray],
+              provider: str) -> list[np.ndarray]:
+    """Run ``session`` with I/O binding: inputs are copied to the device once and outputs allocated there by ONNX
+    Runtime (no per-run host staging on CUDA); on the CPU provider the same path binds host memory."""
+    binding = session.io_binding()
+    device = "cuda" if provider == "cuda" else "cpu"
+    for name, value in feeds.items():
+        if device == "cpu":
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        else:
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), device, 0))
+    for name in outputs:
+        binding.bind_output(name, device)
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()
