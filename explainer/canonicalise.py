@@ -263,60 +263,59 @@ def _per_channel(arr: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray | No
     return np.broadcast_to(arr.reshape(-1), (channels,)).astype(np.float32)
 
 
-def _fold_affine(cg: CanonicalGraph) -> None:
-    producers = cg.producer()
-    consumers = cg.consumers()
+def _absorb_affines(cg: CanonicalGraph, absorb) -> None:
+    """Walk the Affine nodes in order; ``absorb(node, producers, consumers, removed)`` returns the tensor that
+    replaces the node's output (the node is then dropped), or None to keep it (it may drop others via ``removed``)."""
+    producers, consumers = cg.producer(), cg.consumers()
     removed: set[int] = set()
     rename: dict[str, str] = {}
     for node in cg.nodes:
         node.inputs = [rename.get(i, i) for i in node.inputs]
-        if node.op != "Affine":
+        if node.op != "Affine" or id(node) in removed:
             continue
-        prev = producers.get(node.inputs[0])
-        if prev is None or prev.op not in ("Conv", "Dense") or len(consumers.get(prev.output, [])) != 1 \
-                or prev.output == cg.output_name:
-            continue
-        shape = cg.shapes[prev.output]
-        scale = _per_channel(node.params["scale"], shape)
-        shift = _per_channel(node.params["shift"], shape)
-        if scale is None or shift is None:
-            continue
-        w = prev.params["W"]
-        prev.params["W"] = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1)) if prev.op == "Conv"
-                            else w * scale.reshape(1, -1)).astype(np.float32)
-        prev.params["B"] = (prev.params["B"] * scale + shift).astype(np.float32)
-        cg.changes.append(f"folded {node.source_op} '{node.name}' into {prev.source_op} '{prev.name}'")
-        rename[node.output] = prev.output
-        if cg.output_name == node.output:
-            cg.output_name = prev.output
-        removed.add(id(node))
-        consumers = cg.consumers()
-    cg.nodes = [n for n in cg.nodes if id(n) not in removed]
-
-
-def _merge_affines(cg: CanonicalGraph) -> None:
-    producers = cg.producer()
-    consumers = cg.consumers()
-    removed: set[int] = set()
-    rename: dict[str, str] = {}
-    for node in cg.nodes:
-        node.inputs = [rename.get(i, i) for i in node.inputs]
-        if node.op != "Affine":
-            continue
-        s, t = node.params["scale"], node.params["shift"]
-        if np.all(s == 1) and np.all(t == 0) and node.output != cg.output_name:
-            rename[node.output] = node.inputs[0]
+        replacement = absorb(node, producers, consumers, removed)
+        if replacement is not None:
+            rename[node.output] = replacement
+            if cg.output_name == node.output:
+                cg.output_name = replacement
             removed.add(id(node))
-            continue
-        prev = producers.get(node.inputs[0])
-        if prev is not None and prev.op == "Affine" and len(consumers.get(prev.output, [])) == 1 \
-                and id(prev) not in removed:
-            node.params = {"scale": (prev.params["scale"] * s).astype(np.float32),
-                           "shift": (prev.params["shift"] * s + t).astype(np.float32)}
-            node.inputs = list(prev.inputs)
-            removed.add(id(prev))
-            cg.changes.append(f"merged {prev.source_op} '{prev.name}' with {node.source_op} '{node.name}'")
+            consumers = cg.consumers()
     cg.nodes = [n for n in cg.nodes if id(n) not in removed]
+
+
+def _fold_into_linear(cg: CanonicalGraph, node: CNode, producers, consumers, removed) -> str | None:
+    """Affine right after a Conv/Dense (its only consumer) with per-channel scale/shift: fold it into the layer."""
+    prev = producers.get(node.inputs[0])
+    if prev is None or prev.op not in ("Conv", "Dense") or len(consumers.get(prev.output, [])) != 1 \
+            or prev.output == cg.output_name:
+        return None
+    shape = cg.shapes[prev.output]
+    scale = _per_channel(node.params["scale"], shape)
+    shift = _per_channel(node.params["shift"], shape)
+    if scale is None or shift is None:
+        return None
+    w = prev.params["W"]
+    prev.params["W"] = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1)) if prev.op == "Conv"
+                        else w * scale.reshape(1, -1)).astype(np.float32)
+    prev.params["B"] = (prev.params["B"] * scale + shift).astype(np.float32)
+    cg.changes.append(f"folded {node.source_op} '{node.name}' into {prev.source_op} '{prev.name}'")
+    return prev.output
+
+
+def _merge_with_previous(cg: CanonicalGraph, node: CNode, producers, consumers, removed) -> str | None:
+    """Identity affines vanish; an affine after another affine (its only consumer) absorbs it."""
+    s, t = node.params["scale"], node.params["shift"]
+    if np.all(s == 1) and np.all(t == 0) and node.output != cg.output_name:
+        return node.inputs[0]
+    prev = producers.get(node.inputs[0])
+    if prev is not None and prev.op == "Affine" and len(consumers.get(prev.output, [])) == 1 \
+            and id(prev) not in removed:
+        node.params = {"scale": (prev.params["scale"] * s).astype(np.float32),
+                       "shift": (prev.params["shift"] * s + t).astype(np.float32)}
+        node.inputs = list(prev.inputs)
+        removed.add(id(prev))
+        cg.changes.append(f"merged {prev.source_op} '{prev.name}' with {node.source_op} '{node.name}'")
+    return None
 
 
 def simplify(cg: CanonicalGraph) -> None:
@@ -324,8 +323,8 @@ def simplify(cg: CanonicalGraph) -> None:
     _remove_dead(cg)
     while True:
         before = len(cg.nodes)
-        _merge_affines(cg)
-        _fold_affine(cg)
+        _absorb_affines(cg, lambda *a: _merge_with_previous(cg, *a))
+        _absorb_affines(cg, lambda *a: _fold_into_linear(cg, *a))
         _remove_dead(cg)
         if len(cg.nodes) == before:
             break
