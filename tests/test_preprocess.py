@@ -74,7 +74,10 @@ def test_preset_fields() -> None:
     assert caffe.bgr and caffe.scale == 255 and caffe.mean == tuple(CAFFE_BGR_MEAN) and caffe.std == (1.0, 1.0, 1.0)
     imagenet = preprocessing("ImageNet")
     assert not imagenet.bgr and imagenet.scale == 1 and imagenet.name == "imagenet"
-    assert set(PRESETS) == {"imagenet", "unit", "caffe", "raw"}
+    assert set(PRESETS) == {"imagenet", "unit", "caffe", "raw", "inception"}
+    inception = preprocessing("inception")
+    x = to_model_input(np.array([[[0, 255, 128]]], dtype=np.uint8), inception, "NHWC")
+    np.testing.assert_allclose(x.reshape(-1)[:3], [-1.0, 1.0, 128 / 255 * 2 - 1], **TOL)
 
 
 def test_one_channel_imagenet_uses_mean_of_means() -> None:
