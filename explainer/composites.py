@@ -114,14 +114,15 @@ def gradient_x_input(**_: Any) -> Composite:
 
 
 def lrp_0(**_: Any) -> Composite:
-    return Composite("lrp-0", [(kind(*LINEAR_KINDS), Epsilon(0.0))] + _lrp_base(0.0),
-                     description="LRP-0 everywhere (sums and average pools unstabilised too, so that LRP-0 equals "
-                                 "gradient×input on ReLU nets)")
+    return Composite("lrp-0", [(kind(*LINEAR_KINDS, "affine"), Epsilon(0.0))] + _lrp_base(0.0),
+                     description="LRP-0 on every linear layer, unfolded BatchNorm/normalisation included, and "
+                                 "unstabilised sums and average pools, so that LRP-0 equals gradient×input on ReLU nets")
 
 
 def lrp_epsilon(epsilon: float = 0.01, **_: Any) -> Composite:
-    return Composite("lrp-epsilon", [(kind(*LINEAR_KINDS), Epsilon(epsilon))] + _lrp_base(),
-                     description=f"LRP-ε everywhere (ε = {epsilon})", params={"epsilon": epsilon})
+    return Composite("lrp-epsilon", [(kind(*LINEAR_KINDS, "affine"), Epsilon(epsilon))] + _lrp_base(),
+                     description=f"LRP-ε on every linear layer, unfolded BatchNorm included (ε = {epsilon})",
+                     params={"epsilon": epsilon})
 
 
 def deconvnet(**_: Any) -> Composite:
