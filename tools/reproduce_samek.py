@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="repetitions of the random perturbations")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--region", type=int, default=9)
+    parser.add_argument("--perturb", default="uniform", choices=["uniform", "blur", "mean", "zero"])
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--out", default=str(ROOT / "docs" / "samek"))
     args = parser.parse_args(argv)
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     low, high = input_bounds(prep, 3)
     ex = Explainer(efficientnet_path(), "gradient", low=low, high=high)
     report = evaluate(ex, x, args.methods.split(","), low=low, high=high, steps=args.steps, region=args.region,
-                      repeats=args.repeats, perturb="uniform")
+                      repeats=args.repeats, perturb=args.perturb)
     report["settings"]["images_used"] = list(images)
     out = Path(args.out)
     write_comparison(report, str(out))

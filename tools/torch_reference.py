@@ -176,7 +176,23 @@ def _run(op: str, ins: list, a: dict, opset: int, node: onnx.NodeProto) -> list:
         return [x.double() if a["to"] in (1, 11) else x.long()]
     if op == "Pad":
         pads = list(a["pads"]) if opset < 11 else _ints(ins[1])
-        return [_pad_input(x, pads[2:len(pads) // 2] + pads[len(pads) // 2 + 2:])]
+        value = float(a.get("value", 0.0)) if opset < 11 else (
+            float(ins[2].reshape(-1)[0]) if len(ins) > 2 and ins[2] is not None and ins[2].numel() else 0.0)
+        return [_pad_input(x, pads, value)]
+    if op == "Slice":
+        if opset < 10:
+            starts, ends = list(a["starts"]), list(a["ends"])
+            axes, steps = list(a.get("axes", range(len(starts)))), [1] * len(starts)
+        else:
+            starts, ends = _ints(ins[1]), _ints(ins[2])
+            axes = _ints(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+            steps = _ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        index = [slice(None)] * x.dim()
+        for st, en, ax, sp in zip(starts, ends, axes, steps):
+            index[ax % x.dim()] = slice(st, None if (sp < 0 and en < -x.shape[ax % x.dim()]) else en, sp)
+        if any(sp < 0 for sp in steps):
+            return [torch.from_numpy(x.detach().numpy()[tuple(index)].copy())]
+        return [x[tuple(index)]]
     raise NotImplementedError(f"torch_reference: op {op} (node {node.name})")
 
 

@@ -2,7 +2,8 @@
 
 For each model: canonicalisation keeps the logits (vs ONNX Runtime on the original graph), the gradient equals an
 independent float64 reference (PyTorch autograd on the original graph, ``tools/torch_reference.py``), LRP-0 equals
-gradient×input where the net is piecewise linear and has no LRN, and every method gives finite relevance.
+gradient×input on ReLU/max-pool nets (not with LRN or saturating activations, where LRP passes relevance through
+units whose gradient is zero), and every method gives finite relevance.
 
     python tools/zoo_report.py [--models NAME ...] [--markdown FILE]
 
@@ -29,7 +30,9 @@ from explainer.model_io import load_model  # noqa: E402
 
 IMAGENET_LOW = [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]
 IMAGENET_HIGH = [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225]
-NON_PIECEWISE_LINEAR = {"LRN", "Sigmoid", "Tanh", "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "Softsign"}
+#: ops under which LRP-0 = gradient×input does not hold by design: LRP passes relevance through LRN and through
+#: saturating activations (a ReLU6 unit above 6 has zero gradient but passes relevance), and smooth activations
+NO_LRP0_IDENTITY = {"LRN", "Clip", "Sigmoid", "Tanh", "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "Softsign"}
 
 
 @dataclass
@@ -124,7 +127,7 @@ def check(name: str, source, *, methods=tuple(METHODS), batch: int = 1, seed: in
                 if not np.all(np.isfinite(e.relevance)) or e.relevance.shape != x.shape:
                     raise ValueError("non-finite relevance or wrong shape")
                 row.methods_ok.append(method)
-                if method == "lrp-0" and not NON_PIECEWISE_LINEAR & set(ops):
+                if method == "lrp-0" and not NO_LRP0_IDENTITY & set(ops):
                     gxi = ex.with_method("gradient-x-input").explain(x, grad.target).relevance
                     row.lrp0_cosine = cosine(e.relevance, gxi)
             except Exception as exc:  # recorded per method, the report goes on
@@ -155,7 +158,7 @@ def markdown(rows: list[Row]) -> str:
         status = "green" if r.green else ("ERROR: " + r.error if r.error else "red")
         lines.append(f"| {r.name} | {r.nodes} | {r.ops} | {r.changes} | {_fmt(r.logits_diff, '.1e')} | "
                      f"{_fmt(r.gradient_cosine, '.6f')} ({_fmt(r.gradient_max_rel, '.1e')}) | "
-                     f"{_fmt(r.lrp0_cosine, '.6f') if r.lrp0_cosine is not None else 'n/a (LRN/smooth)'} | "
+                     f"{_fmt(r.lrp0_cosine, '.6f') if r.lrp0_cosine is not None else 'n/a (LRN/saturating)'} | "
                      f"{methods} | {r.build_s:.1f} | {r.explain_s:.2f} | {status} |")
     return "\n".join(lines)
 
