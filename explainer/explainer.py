@@ -33,9 +33,10 @@ class Explanation:
 
 
 @dataclass
-class _Sessions:
-    forward: Any = None
-    relevance: Any = None
+class _ForwardSession:
+    """The canonical forward graph's session, created on first use and shared by explainers of one model."""
+
+    session: Any = None
 
 
 class Explainer:
@@ -56,9 +57,10 @@ class Explainer:
         self.graph: CanonicalGraph = canonicalise(proto, self.source, input_shape=input_shape)
         del proto  # the canonical graph holds every weight it needs; the protobuf copy would double the memory
         self.provider = resolve_provider(provider)
-        self._set_method(method, low, high, rule_params)
+        self._forward = _ForwardSession()
         if verify:
             self._verify()
+        self._set_method(method, low, high, rule_params)
 
     def _set_method(self, method: str | Composite | dict, low: Any, high: Any, rule_params: dict) -> None:
         try:
@@ -66,18 +68,17 @@ class Explainer:
         except (ValueError, TypeError) as exc:
             raise InputError(str(exc)) from None
         self.low, self.high = low, high
-        self._sessions = _Sessions()
         self.relevance_model = build_relevance_model(self.graph, self.composite, low=low, high=high)
-        self._sessions.relevance = make_session(self.relevance_model, self.provider)
+        self._relevance = make_session(self.relevance_model, self.provider)
 
     def with_method(self, method: str | Composite | dict, *, low: Any = None, high: Any = None,
                     **rule_params: Any) -> "Explainer":
         """Another explainer for the same model (its canonical graph is reused) with a different method."""
         other = object.__new__(Explainer)
-        other.source, other.graph, other.provider = self.source, self.graph, self.provider
+        other.source, other.graph, other.provider, other._forward = self.source, self.graph, self.provider, \
+            self._forward
         other._set_method(method, self.low if low is None else low, self.high if high is None else high,
                           rule_params)
-        other._verify()
         return other
 
     # ------------------------------------------------------------------ properties
@@ -135,11 +136,12 @@ class Explainer:
     def forward(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """Pre-softmax logits (N, classes) of the canonical graph (the original model without a final softmax)."""
         x = self._check_input(x)
-        if self._sessions.forward is None:
-            self._sessions.forward = make_session(build_forward_model(self.graph), self.provider)
-        outs = [run_bound(self._sessions.forward, [LOGITS], {self.input_name: x[s]}, self.provider)[0]
-                for s in self._chunks(len(x), batch_size)]
-        return np.concatenate(outs)
+        return np.concatenate([self._run_forward(x[s]) for s in self._chunks(len(x), batch_size)])
+
+    def _run_forward(self, x: np.ndarray) -> np.ndarray:
+        if self._forward.session is None:
+            self._forward.session = make_session(build_forward_model(self.graph), self.provider)
+        return run_bound(self._forward.session, [LOGITS], {self.input_name: x}, self.provider)[0]
 
     __call__ = forward
 
@@ -163,7 +165,7 @@ class Explainer:
                                  f"classes (0..{self.num_classes - 1})")
         logits, relevance = [], []
         for s in self._chunks(n, batch_size):
-            lg, rel = run_bound(self._sessions.relevance, [LOGITS, RELEVANCE], {self.input_name: x[s], TARGET: tgt[s]},
+            lg, rel = run_bound(self._relevance, [LOGITS, RELEVANCE], {self.input_name: x[s], TARGET: tgt[s]},
                                 self.provider)
             logits.append(lg)
             relevance.append(rel)
@@ -181,19 +183,18 @@ class Explainer:
     # ------------------------------------------------------------------ checks
     def _verify(self) -> None:
         """Refuse to explain when the rewritten graph's logits differ from the original model's (measured on the
-        canonicaliser's probe input, twice in one batch to check that the batch axis is really dynamic)."""
+        canonicaliser's probe input, twice in one batch to check that the batch axis is really dynamic). The forward
+        graph checked here is emitted by the same code as the relevance graph's forward part."""
         x1, reference = self.graph.check
         n = 2 if self.graph.batch_dynamic else 1
-        x = np.repeat(x1, n, axis=0)
         try:
-            ours = self._sessions.relevance.run([LOGITS], {self.input_name: x, TARGET: np.zeros(n, np.int64)})[0]
+            ours = self._run_forward(np.repeat(x1, n, axis=0))
         except Exception:
             if not self.graph.batch_dynamic:
                 raise
             self.graph.batch_dynamic = False
             self.graph.changes.append("the model bakes in batch size 1: samples are explained one at a time")
-            self.relevance_model = build_relevance_model(self.graph, self.composite, low=self.low, high=self.high)
-            self._sessions.relevance = make_session(self.relevance_model, self.provider)
+            self._forward.session = None
             return self._verify()
         diff = float(np.abs(ours - reference.reshape(1, -1)).max())
         if diff > 1e-3 * max(1.0, float(np.abs(reference).max())):

@@ -22,7 +22,8 @@ class LinearEmitter:
     def apply(self, ctx: EmitContext, node: CNode, x: str, w: str, b: str | None) -> str:
         raise NotImplementedError
 
-    def transpose(self, ctx: EmitContext, node: CNode, g: str, w: str) -> str:
+    def transpose(self, ctx: EmitContext, node: CNode, g: str, w_key: str, w: np.ndarray) -> str:
+        """The transposed product Wᵀ g for the (possibly modified) weight ``w`` stored under ``w_key``."""
         raise NotImplementedError
 
     def forward(self, ctx: EmitContext, node: CNode) -> None:
@@ -71,22 +72,21 @@ def apply_linear_rule(ctx: EmitContext, op: LinearEmitter, node: CNode, rule: Li
             a = _term_input(ctx, node, term)
             if a is None:
                 continue
-            w_mod = term.weight(w_np)
-            w_name = ctx.weight(node, f"W_{term.weight.__name__}", w_mod)
-            terms.append((term, a, w_name))
+            w_key = f"W_{term.weight.__name__}"
+            terms.append((term, a, w_key, term.weight(w_np)))
         if not terms:
             continue
         g = r
         if rule.normalise:
             zs = []
-            for term, a, w_name in terms:
+            for term, a, w_key, w_mod in terms:
                 plain = term.input == "x" and term.weight.__name__ == "_identity" and term.bias is not None \
                     and term.bias.__name__ == "_identity"
                 if plain:
                     z = node.output
                 else:
                     bias = None if term.bias is None else ctx.weight(node, f"B_{term.bias.__name__}", term.bias(b_np))
-                    z = op.apply(ctx, node, a, w_name, bias)
+                    z = op.apply(ctx, node, a, ctx.weight(node, w_key, w_mod), bias)
                 zs.append(z if term.sign > 0 else b.op("Neg", [z], "zneg"))
             den = b.stabilise(b.sum(zs, f"{node.name}_z{gi}"), rule.stabiliser, f"{node.name}_den{gi}")
             g = b.div(r, den, f"{node.name}_s{gi}")
@@ -95,8 +95,8 @@ def apply_linear_rule(ctx: EmitContext, op: LinearEmitter, node: CNode, rule: Li
             mask = b.cast_float(b.op(cmp, [node.output, b.const(0.0)], "gate"))
             g = b.mul(g, mask, f"{node.name}_gated{gi}")
         parts = []
-        for term, a, w_name in terms:
-            back = op.transpose(ctx, node, g, w_name)
+        for term, a, w_key, w_mod in terms:
+            back = op.transpose(ctx, node, g, w_key, w_mod)
             part = b.mul(a, back, f"{node.name}_c") if rule.multiply_input else back
             parts.append(part if term.sign > 0 else b.op("Neg", [part], "cneg"))
         total = b.sum(parts, f"{node.name}_r{gi}")
@@ -119,19 +119,37 @@ class ConvEmitter(LinearEmitter):
         inputs = [x, w] + ([b] if b is not None else [])
         return ctx.b.op("Conv", inputs, f"{node.name}_conv", out_names=[out] if out else None, **self._attrs(node))
 
-    def transpose(self, ctx: EmitContext, node: CNode, g: str, w: str) -> str:
+    def transpose(self, ctx: EmitContext, node: CNode, g: str, w_key: str, w: np.ndarray) -> str:
         attrs = self._attrs(node)
         in_spatial = ctx.shape(node.inputs[0])[2:]
         out_spatial = ctx.shape(node.output)[2:]
         n = len(in_spatial)
         pads = attrs["pads"]
+        reach = [d * (k - 1) for d, k in zip(attrs["dilations"], attrs["kernel_shape"])]
+        if all(s == 1 for s in attrs["strides"]) and all(pads[i] <= reach[i] and pads[i + n] <= reach[i]
+                                                         for i in range(n)):
+            return self._transpose_as_conv(ctx, node, g, w_key, w, attrs, reach)
         output_padding = []
         for i in range(n):
             k, s, d = attrs["kernel_shape"][i], attrs["strides"][i], attrs["dilations"][i]
             natural = (out_spatial[i] - 1) * s - pads[i] - pads[i + n] + d * (k - 1) + 1
             output_padding.append(in_spatial[i] - natural)
-        return ctx.b.op("ConvTranspose", [g, w], f"{node.name}_convT",
+        return ctx.b.op("ConvTranspose", [g, ctx.weight(node, w_key, w)], f"{node.name}_convT",
                         output_padding=output_padding if any(output_padding) else None, **attrs)
+
+    def _transpose_as_conv(self, ctx: EmitContext, node: CNode, g: str, w_key: str, w: np.ndarray, attrs: dict,
+                           reach: list[int]) -> str:
+        """For stride 1 the transposed convolution is a convolution with the kernel flipped and its in/out channels
+        swapped within each group, padded by d·(k−1) − p; ONNX Runtime runs Conv far faster than ConvTranspose."""
+        group, n = attrs["group"], len(reach)
+        out_c, in_per_group = w.shape[0], w.shape[1]
+        grouped = w.reshape(group, out_c // group, in_per_group, *w.shape[2:])
+        swapped = np.swapaxes(grouped, 1, 2).reshape(group * in_per_group, out_c // group, *w.shape[2:])
+        flipped = np.ascontiguousarray(np.flip(swapped, axis=tuple(range(2, 2 + n))))
+        pads = attrs["pads"]
+        new_pads = [reach[i] - pads[i] for i in range(n)] + [reach[i] - pads[i + n] for i in range(n)]
+        return ctx.b.op("Conv", [g, ctx.weight(node, w_key + "_flipT", flipped)], f"{node.name}_convT",
+                        pads=new_pads, dilations=attrs["dilations"], group=group, kernel_shape=attrs["kernel_shape"])
 
 
 class DenseEmitter(LinearEmitter):
@@ -142,8 +160,8 @@ class DenseEmitter(LinearEmitter):
             return ctx.b.op("MatMul", [x, w], f"{node.name}_mm", out_names=[out] if out else None)
         return ctx.b.op("Gemm", [x, w, b], f"{node.name}_gemm", out_names=[out] if out else None)
 
-    def transpose(self, ctx: EmitContext, node: CNode, g: str, w: str) -> str:
-        return ctx.b.op("Gemm", [g, w], f"{node.name}_mmT", transB=1)
+    def transpose(self, ctx: EmitContext, node: CNode, g: str, w_key: str, w: np.ndarray) -> str:
+        return ctx.b.op("Gemm", [g, ctx.weight(node, w_key, w)], f"{node.name}_mmT", transB=1)
 
 
 __all__ = ["ConvEmitter", "DenseEmitter", "LinearEmitter", "apply_linear_rule"]
