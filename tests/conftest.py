@@ -3,7 +3,6 @@ small exported reference networks built once per session."""
 from __future__ import annotations
 
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -13,31 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-
-def import_zennit():
-    """Import zennit; its ``zennit.torchvision`` module needs two torchvision classes only for isinstance checks."""
-    import torch
-    if "torchvision" not in sys.modules:
-        try:
-            import torchvision  # noqa: F401
-        except ImportError:
-            stub = types.ModuleType("torchvision")
-            models = types.ModuleType("torchvision.models")
-            resnet = types.ModuleType("torchvision.models.resnet")
-
-            class Bottleneck(torch.nn.Module):
-                pass
-
-            class BasicBlock(torch.nn.Module):
-                pass
-
-            resnet.Bottleneck, resnet.BasicBlock = Bottleneck, BasicBlock
-            stub.models, models.resnet = models, resnet
-            sys.modules.update({"torchvision": stub, "torchvision.models": models, "torchvision.models.resnet": resnet})
-    import zennit.attribution
-    import zennit.composites
-    import zennit.rules
-    return zennit
+from tools.zennit_compat import import_zennit  # noqa: E402,F401  (re-exported for the parity tests)
 
 
 def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
