@@ -1,31 +1,71 @@
-"""explainer: ONNX-native layer-wise relevance propagation, SR maps and region-perturbation scores."""
+"""explainer: ONNX-native layer-wise relevance propagation, SR maps and region-perturbation scores.
+
+The top level holds the small public API, loaded lazily so that ``import explainer`` stays cheap (matplotlib and
+SciPy load only when pictures, SR maps or evaluation are used). Everything else lives in its stage's subpackage:
+``explainer.frontend`` (ONNX in, canonical graph out), ``explainer.lrp`` (rules and composites, pure data),
+``explainer.ops`` (one module per op), ``explainer.relevance`` (the relevance graph), ``explainer.runtime`` (ONNX
+Runtime), ``explainer.images``, ``explainer.pictures``, ``explainer.sr``, ``explainer.evaluation`` and
+``explainer.cli``.
+"""
 from __future__ import annotations
 
-from . import render
-from .audit import AuditOutcome, audit_decision, write_audit_report
-from .composites import METHODS, Composite, Layer, first, kind, make_composite, name_matches
-from .errors import ExplainerError, InputError, ModelError, UnsupportedOpError
-from .evaluation import evaluate
-from .explainer import Explainer, Explanation
-from .images import list_images, load_image
-from .labels import load_labels, top_k
-from .preprocess import InputSpec, Preprocessing, input_bounds, load_batch, preprocessing, resize_center_crop
-from .region_perturbation import PerturbationResult, abpc, compare_heatmaps, region_perturbation
-from .render import grid, heatmap, overlay, sr_image
-from .rules import (AlphaBeta, DeconvNet, Epsilon, Flat, Gamma, Gradient, GuidedBackprop, LinearRule, LRP0, Norm,
-                    Pass, Rule, WSquare, ZBox, ZPlus, make_rule)
-from .sr_map import paper_relevance_image, sr_map
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "Explainer": "explainer.api",
+    "Explanation": "explainer.api",
+    "METHODS": "explainer.lrp.composites",
+    "Composite": "explainer.lrp.composites",
+    "make_composite": "explainer.lrp.composites",
+    "ExplainerError": "explainer.errors",
+    "ModelError": "explainer.errors",
+    "InputError": "explainer.errors",
+    "UnsupportedOpError": "explainer.errors",
+    "load_images": "explainer.images.preprocess",
+    "sr_map": "explainer.sr.sr_map",
+    "evaluate": "explainer.evaluation.compare",
+    "region_perturbation": "explainer.evaluation.region_perturbation",
+    "compare_heatmaps": "explainer.evaluation.region_perturbation",
+}
+
 __all__ = [
-    "Explainer", "Explanation", "METHODS", "Composite", "Layer", "first", "kind", "name_matches", "make_composite",
-    "Rule", "LinearRule", "Epsilon", "LRP0", "ZPlus", "AlphaBeta", "Gamma", "ZBox", "Flat", "WSquare", "Gradient",
-    "Pass", "Norm", "DeconvNet", "GuidedBackprop", "make_rule",
-    "ExplainerError", "ModelError", "UnsupportedOpError", "InputError",
-    "sr_map", "paper_relevance_image", "render", "heatmap", "overlay", "sr_image", "grid",
-    "load_image", "list_images", "Preprocessing", "preprocessing", "resize_center_crop", "input_bounds", "InputSpec",
-    "load_batch", "load_labels", "top_k",
-    "region_perturbation", "compare_heatmaps", "abpc", "PerturbationResult", "evaluate",
-    "audit_decision", "AuditOutcome", "write_audit_report",
+    "Composite",
+    "Explainer",
+    "ExplainerError",
+    "Explanation",
+    "InputError",
+    "METHODS",
+    "ModelError",
+    "UnsupportedOpError",
+    "compare_heatmaps",
+    "evaluate",
+    "load_images",
+    "make_composite",
+    "region_perturbation",
+    "sr_map",
 ]
+
+if TYPE_CHECKING:
+    from explainer.api import Explainer, Explanation
+    from explainer.errors import ExplainerError, InputError, ModelError, UnsupportedOpError
+    from explainer.evaluation.compare import evaluate
+    from explainer.evaluation.region_perturbation import compare_heatmaps, region_perturbation
+    from explainer.images.preprocess import load_images
+    from explainer.lrp.composites import METHODS, Composite, make_composite
+    from explainer.sr.sr_map import sr_map
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'explainer' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

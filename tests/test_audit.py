@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from explainer.audit import audit_decision, audit_markdown, write_audit_report
 from explainer.errors import InputError
-from explainer.region_perturbation import compare_heatmaps
+from explainer.evaluation.audit import audit_decision, audit_markdown, write_audit_report
+from explainer.evaluation.region_perturbation import compare_heatmaps
 
 SETTINGS = {"steps": 100, "region": 9, "grid": "fixed", "perturb": "uniform", "repeats": 10, "seed": 0,
             "images": 8, "aopc_definition": "mean over the L+1 steps"}

@@ -6,8 +6,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from explainer import METHODS, Explainer, InputError, ModelError, UnsupportedOpError
-from explainer.check import check_model
-from onnx_graphs import G, run
+from explainer.frontend.check import check_model
+from tests.support.onnx_graphs import G, run
 
 
 def _softmax(z):
@@ -160,9 +160,6 @@ def test_maxpool_routes_to_the_argmax_like_autograd(kernel, stride, ceil_mode):
 
 
 def test_tf2onnx_style_graph_matches_numpy_reference():
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from graphs.tf2onnx_style import GRAPH_PATH, reference_forward
     ex = Explainer(str(GRAPH_PATH), "epsilon-plus-flat")
     assert ex.layout == "NHWC"

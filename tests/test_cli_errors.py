@@ -19,8 +19,14 @@ from PIL import Image
 
 from explainer import ModelError
 from explainer.cli import main
-from test_errors import (feature_map_model, no_input_model, small_cnn, two_input_model, unsupported_model,
-                         with_external_weight)
+from tests.support.bad_models import (
+    feature_map_model,
+    no_input_model,
+    small_cnn,
+    two_input_model,
+    unsupported_model,
+    with_external_weight,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "graphs" / "digits_cnn.onnx"

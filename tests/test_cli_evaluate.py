@@ -17,7 +17,7 @@ from PIL import Image
 
 from explainer import evaluate
 from explainer.cli import main
-from explainer.preprocess import InputSpec, load_batch, preprocessing
+from explainer.images.preprocess import InputSpec, load_batch, preprocessing
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "graphs" / "digits_cnn.onnx"

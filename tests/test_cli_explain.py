@@ -18,7 +18,7 @@ from PIL import Image
 
 from explainer import Explainer
 from explainer.cli import main
-from explainer.preprocess import InputSpec, load_batch, preprocessing
+from explainer.images.preprocess import InputSpec, load_batch, preprocessing
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "graphs" / "digits_cnn.onnx"
@@ -268,7 +268,8 @@ def test_explain_bad_input_exits_2_with_one_line(tmp_path, capsys):
 
 def test_explain_unsupported_model_error_names_the_file(tmp_path, capsys):
     import onnx
-    from onnx_graphs import G
+
+    from tests.support.onnx_graphs import G
     g = G(seed=1)
     h = g.node("Sin", [g.conv("x", 1, 2, k=3, pads=[1, 1, 1, 1])])
     out = g.node("Gemm", [g.node("Flatten", [h], axis=1), g.w((10, 2 * 32 * 32)), g.w((10,), 0.1)], transB=1)

@@ -17,8 +17,8 @@ from onnx import TensorProto
 
 from explainer import Explainer
 from explainer.cli import main
-from explainer.preprocess import InputSpec, load_batch, preprocessing
-from onnx_graphs import G
+from explainer.images.preprocess import InputSpec, load_batch, preprocessing
+from tests.support.onnx_graphs import G
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "graphs" / "digits_cnn.onnx"

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explainer import Composite, Explainer, Flat, InputError, ZPlus, first, kind, name_matches
+from explainer import Composite, Explainer, InputError
+from explainer.lrp.composites import first, kind, name_matches
+from explainer.lrp.rules import Flat, ZPlus
 
 DIGITS = "graphs/digits_cnn.onnx"
 

@@ -15,9 +15,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from explainer import METHODS, Explainer, input_bounds
-from explainer.preprocess import resize_center_crop
-from conftest import cosine_per_sample
+from explainer import METHODS, Explainer
+from explainer.images.preprocess import input_bounds, resize_center_crop
+from tests.support import cosine_per_sample
 
 pytestmark = pytest.mark.slow
 

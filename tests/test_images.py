@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from explainer.errors import InputError
-from explainer.images import list_images, load_image
+from explainer.images.io import list_images, load_image
 
 RNG = np.random.default_rng(1234)
 RGB = RNG.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from explainer.errors import InputError
-from explainer.labels import imagenet_labels, load_labels, read_labels, top_k
+from explainer.images.labels import imagenet_labels, load_labels, read_labels, top_k
 
 
 def test_imagenet_names_in_index_order() -> None:

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from explainer import Explainer, model_io
+from explainer import Explainer
+from explainer import onnx_io as model_io
 
 
 def _net() -> nn.Module:

@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from explainer.errors import InputError
-from explainer.preprocess import (
-    InputSpec,
+from explainer.images.preprocess import (
     PRESETS,
+    InputSpec,
     Preprocessing,
     from_model_input,
     input_bounds,

@@ -1,4 +1,4 @@
-"""Property tests on random small CNNs (``random_graphs.random_cnns``): the explainer keeps the logits, its gradient
+"""Property tests on random small CNNs (``tests.support.random_graphs.random_cnns``): the explainer keeps the logits, its gradient
 is the float64 reference's derivative, LRP-0 is gradient×input, the conservative rules conserve on bias-free nets,
 and every method gives finite relevance of the input's shape.
 
@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explainer import METHODS, Explainer
-from onnx_graphs import run
-from random_graphs import RandomCNN, random_cnns, random_input
+from tests.support.onnx_graphs import run
+from tests.support.random_graphs import RandomCNN, random_cnns, random_input
 
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None, print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

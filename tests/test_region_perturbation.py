@@ -8,10 +8,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from explainer.complexity import heatmap_complexity, heatmap_to_uint8, histogram_entropy, png_bytes
 from explainer.errors import InputError, ModelError
-from explainer.perturbations import uniform
-from explainer.region_perturbation import (
+from explainer.evaluation.complexity import heatmap_complexity, heatmap_to_uint8, histogram_entropy, png_bytes
+from explainer.evaluation.perturbations import uniform
+from explainer.evaluation.region_perturbation import (
     abpc,
     as_score_fn,
     compare_heatmaps,

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explainer.errors import InputError
-from explainer.regions import grid_region_scores, max_regions, order_regions, window_region_scores
+from explainer.evaluation.regions import grid_region_scores, max_regions, order_regions, window_region_scores
 
 
 def coverage(origins: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarray:

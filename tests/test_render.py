@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from explainer.errors import InputError
-from explainer.render import grid, heatmap, overlay, sr_image
+from explainer.pictures.heatmaps import grid, heatmap, overlay, sr_image
 
 
 def _colours(cmap: str, positions) -> np.ndarray:

@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 
-from explainer.color import srgb_to_lab
 from explainer.errors import InputError
-from explainer.sr_map import _extract_patches, _single_scale_saliency, paper_relevance_image, sr_map
+from explainer.sr.lab import srgb_to_lab
+from explainer.sr.sr_map import _extract_patches, _single_scale_saliency, paper_relevance_image, sr_map
 
 FAST = {"base_size": 128}  # most tests run on a 128 px base to stay fast; the algorithm is the same
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import cosine_per_sample
 from explainer import METHODS, Explainer
-from zennit_reference import zennit_relevance
+from tests.support import cosine_per_sample
+from tests.support.zennit_reference import zennit_relevance
 
 IMAGENET_LOW = np.array([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225], np.float32)
 IMAGENET_HIGH = np.array([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225], np.float32)

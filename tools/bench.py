@@ -44,8 +44,6 @@ from typing import Any, Callable
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 DEFAULT_METHODS = ("gradient", "epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1-flat")
 IMAGENET_LOW = np.array([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225], np.float32)
@@ -104,7 +102,7 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-from tools.zennit_compat import import_zennit  # noqa: E402
+from tests.support.zennit_compat import import_zennit  # noqa: E402
 
 
 def plain_session(path: str, threads: int):
@@ -187,9 +185,9 @@ def _session_stage(model: Any, *_: Any) -> str:
 
 def instrument(threads: int) -> StageTimer:
     """Give every session the explainer makes ``threads`` intra-op threads and time Explainer's stages."""
-    import explainer.canonicalise as canonicalise_mod
-    import explainer.explainer as explainer_mod
-    import explainer.probe as probe_mod
+    import explainer.api as explainer_mod
+    import explainer.frontend.canonicalise as canonicalise_mod
+    import explainer.frontend.fold as probe_mod
     stages = StageTimer()
     stages.wrap(explainer_mod, "load_model", "load")
     stages.wrap(explainer_mod, "canonicalise", "canonicalise")
@@ -214,11 +212,11 @@ def timing_worker(spec: dict) -> None:
     process holds more than one Explainer (ONNX Runtime's arena keeps each session's peak)."""
     threads, repeats, path, name = spec["threads"], spec["repeats"], spec["path"], spec["model"]
     import onnxruntime as ort  # noqa: F401
+
     from explainer import Explainer
     stages = instrument(threads)
     torch_model = None
     if spec["zennit"]:
-        import torch
         set_torch_threads(threads)
         from graphs.cache import reference_model
         torch_model = reference_model(name)
@@ -307,14 +305,14 @@ def timing_worker(spec: dict) -> None:
     relevance = ex.explain(batches[spec["batches"][0]][:1], targets[spec["batches"][0]][:1]).relevance_map()[0]
     # --- SR map per 224 x 224 map (only for models with such inputs)
     if spec["sr"] and relevance.shape == (224, 224):
-        from explainer.sr_map import sr_map
+        from explainer.sr.sr_map import sr_map
         sr_map(relevance)
         emit({"kind": "sr", "model": name, "seconds": [timed(lambda: sr_map(relevance)) for _ in range(3)]})
 
     # --- region perturbation scored by Explainer.forward, against the bare forwards of the original
     if spec["eval_images"]:
-        from explainer.region_perturbation import region_perturbation
-        from explainer.regions import max_regions
+        from explainer.evaluation.region_perturbation import region_perturbation
+        from explainer.evaluation.regions import max_regions
         n, reps, bs = spec["eval_images"], spec["eval_repeats"], spec["eval_batch"]
         steps = min(spec["eval_steps"], max_regions(shape[-2], shape[-1], 9))  # 32x32 inputs hold only 9 regions
         imgs = images(n, shape, seed=100)
@@ -370,7 +368,7 @@ def memory_worker(spec: dict) -> None:
         record["peak"] = memory_kib()[1]
     elif kind == "ours":
         from explainer import Explainer
-        from explainer.runtime import resolve_provider
+        from explainer.runtime.providers import resolve_provider
         stages = instrument(threads)
         x = images(b, tuple(spec["shape"]), seed=b)
         base, _ = memory_kib()
@@ -457,8 +455,9 @@ def machine_lines(threads: int, zennit: bool) -> list[str]:
                      f"{threads}-thread timings wait for cores at every synchronisation (torch, hence Zennit, far "
                      "more than ONNX Runtime); compare with --threads 1")
     if zennit:
-        import torch
         from importlib.metadata import version
+
+        import torch
         lines.append(f"- torch {torch.__version__}, zennit {version('zennit')}")
     return lines
 

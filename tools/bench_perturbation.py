@@ -17,7 +17,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from explainer.region_perturbation import as_score_fn, region_perturbation
+from explainer.evaluation.region_perturbation import as_score_fn, region_perturbation
 
 
 def build_cnn(size: int, classes: int = 10, seed: int = 0) -> bytes:

@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 TARGET_S = 0.5
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -34,8 +33,7 @@ def _relevance(size: int, seed: int = 0):
 
 def _worker(runs: int, size: int) -> None:
     """Time sr_map on both input kinds in this process and print one JSON line per kind."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from explainer.sr_map import paper_relevance_image, sr_map
+    from explainer.sr.sr_map import paper_relevance_image, sr_map
 
     relevance = _relevance(size)
     inputs = {"1-channel HxW": relevance.sum(axis=0), "paper RGB HxWx3": paper_relevance_image(relevance)}

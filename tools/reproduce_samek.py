@@ -15,19 +15,17 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from explainer import Explainer, evaluate  # noqa: E402
-from explainer.preprocess import input_bounds, resize_center_crop, to_model_input  # noqa: E402
-from explainer.region_perturbation import format_table, write_comparison  # noqa: E402
+from explainer.evaluation.region_perturbation import format_table, write_comparison  # noqa: E402
+from explainer.images.preprocess import input_bounds, resize_center_crop, to_model_input  # noqa: E402
 
 METHODS = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1-flat", "lrp-epsilon", "gradient",
            "guided-backprop", "deconvnet")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools.export_efficientnet import efficientnet_path, preprocessing
+    from graphs.efficientnet import efficientnet_path, preprocessing
     from tools.photos import photos
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10, help="repetitions of the random perturbations")

@@ -22,11 +22,9 @@ import numpy as np
 import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from explainer import METHODS, Explainer  # noqa: E402
-from explainer.model_io import load_model  # noqa: E402
+from explainer.onnx_io import load_model  # noqa: E402
 
 IMAGENET_LOW = [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]
 IMAGENET_HIGH = [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225]
@@ -62,7 +60,7 @@ class Row:
 
 def model_sources() -> dict[str, callable]:
     """name -> function returning (ModelProto or path, bounds) for every model the report covers."""
-    from tools.zoo import ZOO_NAMES, zoo_model
+    from tests.support.zoo import ZOO_NAMES, zoo_model
     sources: dict[str, callable] = {f"zoo/{n}": (lambda n=n: zoo_model(n)) for n in ZOO_NAMES}
     from graphs.cache import reference_graph
     for net in ("small", "alexnet", "vgg16"):
@@ -75,7 +73,7 @@ def model_sources() -> dict[str, callable]:
 
 
 def _efficientnet():
-    from tools.export_efficientnet import efficientnet_path
+    from graphs.efficientnet import efficientnet_path
     return efficientnet_path()
 
 
@@ -97,8 +95,9 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def check(name: str, source, *, methods=tuple(METHODS), batch: int = 1, seed: int = 0) -> Row:
     """Run every check on one model; failures are recorded in the row, never raised."""
-    from tools.torch_reference import torch_gradient
     import onnxruntime as ort
+
+    from tests.support.torch_reference import torch_gradient
     model, _ = load_model(source() if callable(source) else source)
     ops = Counter(n.op_type for n in model.graph.node)
     row = Row(name, len(model.graph.node), ", ".join(f"{op}×{c}" for op, c in ops.most_common(6)))

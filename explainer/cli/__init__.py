@@ -9,8 +9,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..errors import ExplainerError
-from . import audit, check, evaluate, explain, rewrite
+from explainer.cli import audit, check, evaluate, explain, rewrite
+from explainer.errors import ExplainerError
 
 COMMANDS = {"rewrite": rewrite, "check": check, "explain": explain, "evaluate": evaluate, "audit": audit}
 

@@ -9,11 +9,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ..audit import audit_decision, write_audit_report
-from ..composites import METHODS
-from ..errors import InputError
-from .common import add_model_options, output_dir
-from .evaluate import add_protocol_options, run_evaluation
+from explainer.cli.common import add_model_options, output_dir
+from explainer.cli.evaluate import add_protocol_options, run_evaluation
+from explainer.errors import InputError
+from explainer.evaluation.audit import audit_decision, write_audit_report
+from explainer.lrp.composites import METHODS
 
 HELP = "CI audit: fail (exit 1) when a method's AOPC does not beat random by --min-gain or drops below a baseline"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..check import check_model
+from explainer.frontend.check import check_model
 
 HELP = "report whether a model can be explained (inputs, layout, ops, canonicalisation)"
 

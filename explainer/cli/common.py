@@ -8,14 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..canonicalise import image_input
-from ..composites import METHODS
-from ..errors import InputError
-from ..layout import detect_layout
-from ..model_io import load_model
-from ..preprocess import PRESETS, InputSpec, Preprocessing, input_bounds, preprocessing
-
-METADATA_PREPROCESS = "explainer.preprocess"
+from explainer.errors import InputError
+from explainer.frontend.inputs import detect_layout, image_input
+from explainer.images.preprocess import PRESETS, InputSpec, Preprocessing, input_bounds, model_preprocessing
+from explainer.lrp.composites import METHODS
+from explainer.onnx_io import load_model
 
 
 def add_model_options(p: argparse.ArgumentParser, *, method: bool = True, many_methods: bool = False) -> None:
@@ -81,10 +78,8 @@ def model_input(args: argparse.Namespace) -> ModelInput:
     spec = InputSpec.from_shape(dims, layout=layout, name=vi.name)
     size = spec.resolve(tuple(args.size) if args.size and len(args.size) > 1 else (args.size[0] if args.size else None))
     meta = {p.key: p.value for p in proto.metadata_props}
-    name = getattr(args, "preprocess", None) or meta.get(METADATA_PREPROCESS) or (
-        "imagenet" if spec.channels == 3 else "unit")
-    prep = preprocessing(name, mean=getattr(args, "mean", None), std=getattr(args, "std", None),
-                         channels=spec.channels)
+    prep = model_preprocessing(meta, spec.channels, getattr(args, "preprocess", None), mean=getattr(args, "mean", None),
+                               std=getattr(args, "std", None))
     return ModelInput(proto, source, spec, prep, size)
 
 

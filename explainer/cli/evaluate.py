@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..evaluation import evaluate
-from ..explainer import Explainer
-from ..images import list_images
-from ..preprocess import load_batch
-from ..region_perturbation import format_table, write_comparison
-from .common import add_model_options, add_preprocess_options, model_input, output_dir, rule_params
+from explainer.api import Explainer
+from explainer.cli.common import add_model_options, add_preprocess_options, model_input, output_dir, rule_params
+from explainer.evaluation.compare import evaluate
+from explainer.evaluation.region_perturbation import format_table, write_comparison
+from explainer.images.io import list_images
+from explainer.images.preprocess import load_batch
 
 HELP = "compare methods by region perturbation (MoRF/LeRF, AOPC, ABPC); writes aopc.json and aopc.png"
 
@@ -65,8 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..composites import METHODS
-    from ..errors import InputError
+    from explainer.errors import InputError
+    from explainer.lrp.composites import METHODS
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m != "random" and m not in METHODS]
     if unknown:

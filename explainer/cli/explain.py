@@ -6,11 +6,18 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from ..explainer import Explainer
-from ..images import list_images
-from ..labels import load_labels, top_k
-from ..preprocess import load_batch
-from .common import add_model_options, add_preprocess_options, model_input, output_dir, rule_params, safe_stems
+from explainer.api import Explainer
+from explainer.cli.common import (
+    add_model_options,
+    add_preprocess_options,
+    model_input,
+    output_dir,
+    rule_params,
+    safe_stems,
+)
+from explainer.images.io import list_images
+from explainer.images.labels import load_labels, top_k
+from explainer.images.preprocess import load_batch
 
 HELP = "explain images: print top classes, write relevance (.npz) and heatmap/overlay PNGs (and SR maps with --sr)"
 
@@ -34,7 +41,7 @@ def relevance_maps(relevance: np.ndarray, layout: str) -> np.ndarray:
 
 def sr_input(relevance: np.ndarray, layout: str, method: str) -> np.ndarray:
     """What the SR map is computed on: the SR paper's |R| RGB image for sr-paper on colour input, else the H×W map."""
-    from ..sr_map import paper_relevance_image
+    from explainer.sr.sr_map import paper_relevance_image
     channels = relevance.shape[-1] if layout == "NHWC" else relevance.shape[0]
     if method == "sr-paper" and channels == 3:
         return paper_relevance_image(relevance if layout == "NCHW" else np.moveaxis(relevance, -1, 0))
@@ -42,8 +49,8 @@ def sr_input(relevance: np.ndarray, layout: str, method: str) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..render import heatmap, overlay, sr_image
-    from ..sr_map import sr_map
+    from explainer.pictures.heatmaps import heatmap, overlay, sr_image
+    from explainer.sr.sr_map import sr_map
 
     mi = model_input(args)
     paths = list_images(args.images)

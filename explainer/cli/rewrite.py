@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..explainer import Explainer
-from .common import add_model_options, add_preprocess_options, model_input, rule_params
+from explainer.api import Explainer
+from explainer.cli.common import add_model_options, add_preprocess_options, model_input, rule_params
 
 HELP = "write the relevance graph (inputs: image, target; outputs: logits, relevance) as an ONNX file"
 

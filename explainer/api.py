@@ -1,0 +1,238 @@
+"""The user-facing ``Explainer``: load an ONNX classifier once, explain any batch and any class."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from explainer.errors import ExplainerError, InputError, ModelError
+from explainer.frontend.canonicalise import canonicalise
+from explainer.frontend.ir import CanonicalGraph
+from explainer.lrp.composites import Composite, make_composite
+from explainer.onnx_io import load_model, save_model
+from explainer.relevance.graph import LOGITS, RELEVANCE, TARGET, build_forward_model, build_relevance_model
+from explainer.runtime.providers import resolve_provider
+from explainer.runtime.sessions import make_session, run_bound
+
+
+@dataclass
+class Explanation:
+    """Relevance (same shape as the input), pre-softmax logits (N, classes) and the explained class per sample."""
+
+    relevance: np.ndarray
+    logits: np.ndarray
+    target: np.ndarray
+    method: str = ""
+
+    def relevance_map(self, layout: str = "NCHW") -> np.ndarray:
+        """Relevance summed over the channel axis: (N, H, W)."""
+        axis = -1 if layout == "NHWC" else 1
+        return self.relevance.sum(axis=axis)
+
+
+@dataclass
+class _ForwardSession:
+    """The canonical forward graph's session, created on first use and shared by explainers of one model."""
+
+    session: Any = None
+
+
+class Explainer:
+    """Rewrite an ONNX classifier into an LRP graph and run it in ONNX Runtime.
+
+    ``method`` is a method name (see ``explainer.METHODS``), a composite spec dict, or a ``Composite``; rule
+    parameters (``epsilon``, ``gamma``, ``stabiliser``, ``low``/``high`` for the zB rule) are keyword arguments.
+    ``provider`` is 'auto' (CUDA when a device works, else CPU), 'cpu' or 'cuda'. ``input_shape`` fills dynamic
+    non-batch dims of the model's input. ``source`` names the model in messages when it is passed as a ModelProto.
+    """
+
+    def __init__(self, model: str | os.PathLike | onnx.ModelProto | bytes, method: str | Composite | dict =
+                 "epsilon-plus-flat", *, provider: str = "auto", input_shape: tuple[int, ...] | None = None,
+                 low: Any = None, high: Any = None, verify: bool = True, source: str | None = None,
+                 threads: int | None = None, **rule_params: Any) -> None:
+        self.timings: dict[str, float] = {}
+        self.threads = _check_threads(threads)
+        composite = self._composite(method, low, high, rule_params)  # bad parameters fail before any model work
+        with self._timed("load"):
+            proto, loaded_as = load_model(model)
+        self.source = source or loaded_as
+        self.metadata = {p.key: p.value for p in proto.metadata_props}
+        with self._timed("canonicalise"):
+            self.graph: CanonicalGraph = canonicalise(proto, self.source, input_shape=input_shape)
+        del proto  # the canonical graph holds every weight it needs; the protobuf copy would double the memory
+        self.provider = resolve_provider(provider)
+        self._forward = _ForwardSession()
+        if verify:
+            with self._timed("verify"):
+                self._verify()
+        self._set_method(composite, low, high)
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        """Record the wall time of ``stage`` in ``self.timings`` (seconds)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = time.perf_counter() - start
+
+    @staticmethod
+    def _composite(method: str | Composite | dict, low: Any, high: Any, rule_params: dict) -> Composite:
+        try:
+            return make_composite(method, low=low, high=high, **rule_params)
+        except (ValueError, TypeError) as exc:
+            raise InputError(str(exc)) from None
+
+    def _set_method(self, composite: Composite, low: Any, high: Any) -> None:
+        self.composite = composite
+        self.low, self.high = low, high
+        with self._timed("build"):
+            self.relevance_model = build_relevance_model(self.graph, self.composite, low=low, high=high)
+        with self._timed("session"):
+            self._relevance = make_session(self.relevance_model, self.provider, threads=self.threads)
+
+    def with_method(self, method: str | Composite | dict, *, low: Any = None, high: Any = None,
+                    **rule_params: Any) -> Explainer:
+        """Another explainer for the same model (its canonical graph and forward session are shared) with a
+        different method."""
+        low = self.low if low is None else low
+        high = self.high if high is None else high
+        composite = self._composite(method, low, high, rule_params)
+        other = copy.copy(self)
+        other.timings = {}
+        other._set_method(composite, low, high)
+        return other
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def method(self) -> str:
+        return self.composite.name
+
+    @property
+    def input_name(self) -> str:
+        return self.graph.input_name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape (no batch axis)."""
+        return self.graph.input_shape
+
+    @property
+    def layout(self) -> str:
+        return self.graph.layout
+
+    @property
+    def num_classes(self) -> int:
+        return self.graph.num_classes
+
+    @property
+    def changes(self) -> list[str]:
+        """What the canonicaliser changed, in words."""
+        return list(self.graph.changes)
+
+    # ------------------------------------------------------------------ running
+    def _check_input(self, x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype != np.float32:
+            if not np.issubdtype(x.dtype, np.number):
+                raise InputError(f"input must be numeric, got dtype {x.dtype}")
+            x = x.astype(np.float32)
+        if x.ndim == len(self.input_shape):
+            x = x[None]
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise InputError(f"input of shape {list(x.shape)} does not match the model's input "
+                             f"'{self.input_name}' of shape [N, {', '.join(map(str, self.input_shape))}] "
+                             f"({self.layout})")
+        if x.shape[0] == 0:
+            raise InputError("the input batch is empty (0 samples)")
+        if not np.all(np.isfinite(x)):
+            raise InputError("the input contains NaN or Inf values")
+        return np.ascontiguousarray(x)
+
+    def _chunks(self, n: int, batch_size: int | None) -> list[slice]:
+        size = n if self.graph.batch_dynamic else 1
+        if batch_size:
+            size = min(size, batch_size)
+        return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+    def forward(self, x: Any, batch_size: int | None = None) -> np.ndarray:
+        """Pre-softmax logits (N, classes) of the canonical graph (the original model without a final softmax)."""
+        x = self._check_input(x)
+        return np.concatenate([self._run_forward(x[s]) for s in self._chunks(len(x), batch_size)])
+
+    def _run_forward(self, x: np.ndarray) -> np.ndarray:
+        if self._forward.session is None:
+            self._forward.session = make_session(build_forward_model(self.graph), self.provider,
+                                                 threads=self.threads)
+        return run_bound(self._forward.session, [LOGITS], {self.input_name: x}, self.provider)[0]
+
+    __call__ = forward
+
+    def explain(self, x: Any, target: Any = None, batch_size: int | None = None) -> Explanation:
+        """Relevance of ``target`` (int or one per sample; default: the arg-max class) for the batch ``x``."""
+        x = self._check_input(x)
+        n = len(x)
+        if target is None:
+            tgt = np.argmax(self.forward(x, batch_size), axis=1).astype(np.int64)
+        else:
+            tgt = np.asarray(target)
+            if not np.issubdtype(tgt.dtype, np.integer):
+                raise InputError(f"target must be integer class indices, got {tgt.dtype}")
+            tgt = np.broadcast_to(tgt.astype(np.int64), (n,)).copy() if tgt.ndim == 0 or tgt.size == 1 else \
+                tgt.astype(np.int64).reshape(-1)
+            if tgt.shape != (n,):
+                raise InputError(f"target has {tgt.size} entries for a batch of {n} samples")
+            bad = tgt[(tgt < 0) | (tgt >= self.num_classes)]
+            if bad.size:
+                raise InputError(f"target index {int(bad[0])} is out of range: the model has {self.num_classes} "
+                                 f"classes (0..{self.num_classes - 1})")
+        logits, relevance = [], []
+        for s in self._chunks(n, batch_size):
+            lg, rel = run_bound(self._relevance, [LOGITS, RELEVANCE], {self.input_name: x[s], TARGET: tgt[s]},
+                                self.provider)
+            logits.append(lg)
+            relevance.append(rel)
+        rel = np.concatenate(relevance)
+        if not np.all(np.isfinite(rel)):
+            bad = int((~np.isfinite(rel)).sum())
+            raise ModelError(f"{self.source}: method '{self.method}' produced {bad} non-finite relevance values; "
+                             "try a larger epsilon/stabiliser or another method")
+        return Explanation(relevance=rel, logits=np.concatenate(logits), target=tgt, method=self.method)
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the relevance graph as a standalone ONNX model (inputs: image, target; outputs: logits, relevance)."""
+        return str(save_model(self.relevance_model.full(), path))
+
+    # ------------------------------------------------------------------ checks
+    def _verify(self) -> None:
+        """Refuse to explain when the rewritten graph's logits differ from the original model's (measured on the
+        front end's reference input, twice in one batch where the batch axis is dynamic). The forward graph checked
+        here is emitted by the same code as the relevance graph's forward part."""
+        x1, reference = self.graph.reference
+        n = 2 if self.graph.batch_dynamic else 1
+        try:
+            ours = self._run_forward(np.repeat(x1, n, axis=0))
+        except ExplainerError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"{self.source}: ONNX Runtime cannot run the rewritten forward graph "
+                             f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:300]})") from None
+        diff = float(np.abs(ours - reference.reshape(1, -1)).max())
+        if diff > 1e-3 * max(1.0, float(np.abs(reference).max())):
+            raise ModelError(f"{self.source}: the rewritten graph's logits differ from the original model's "
+                             f"(max |diff| {diff:.3g}); refusing to explain")
+
+
+def _check_threads(threads: int | None) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError(f"threads must be a positive integer, got {threads!r}")
+    return threads

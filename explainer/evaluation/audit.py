@@ -1,0 +1,150 @@
+"""CI audit of explanation quality: decide pass/fail from a region-perturbation report and write the verdict.
+
+The report is the dict of :func:`explainer.evaluation.region_perturbation.compare_heatmaps` (same structure as its JSON).
+A method passes when
+
+* AOPC(method) - AOPC(random) >= ``min_gain`` (it beats the random-order baseline by a margin), and
+* with a stored baseline report: AOPC(method) >= AOPC_baseline(method) - ``max_drop``, and the baseline was
+  computed with the same protocol settings (otherwise the numbers are not comparable).
+
+Everything here is a pure function of its arguments apart from the two files :func:`write_audit_report` writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from explainer.errors import InputError
+
+COMPARABLE_SETTINGS = ("steps", "region", "grid", "perturb", "perturb_params", "repeats", "seed", "layout",
+                       "images", "score")
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """Verdict of :func:`audit_decision`; ``reasons`` lists every failed check (empty when ``passed``)."""
+
+    passed: bool
+    method: str
+    aopc: float
+    random_aopc: float
+    gain: float
+    min_gain: float
+    baseline_aopc: float | None = None
+    drop: float | None = None
+    max_drop: float | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def audit_decision(report: Mapping[str, Any], method: str, *, min_gain: float,
+                   baseline: Mapping[str, Any] | None = None, max_drop: float | None = None) -> AuditOutcome:
+    """Check ``method`` in ``report`` against the random baseline and, optionally, a stored ``baseline`` report.
+
+    ``max_drop`` (default 0 when a baseline is given) is the largest tolerated AOPC decrease from the baseline.
+    Raises :class:`InputError` for a malformed report, an unknown method or ``max_drop`` without a baseline.
+    """
+    methods = _methods(report, "report")
+    if method not in methods:
+        raise InputError(f"method {method!r} is not in the report; it has {sorted(methods)}")
+    if "random" not in methods:
+        raise InputError("the report has no 'random' baseline; evaluate with include_random=True")
+    if not _is_number(min_gain):
+        raise InputError(f"min_gain must be a finite number; got {min_gain!r}")
+    if max_drop is not None and baseline is None:
+        raise InputError("max_drop needs a baseline report to compare against")
+    if max_drop is not None and (not _is_number(max_drop) or max_drop < 0):
+        raise InputError(f"max_drop must be a finite number >= 0; got {max_drop!r}")
+    aopc = _aopc(methods, method, "report")
+    random_aopc = _aopc(methods, "random", "report")
+    gain = aopc - random_aopc
+    reasons = []
+    if not gain >= min_gain:
+        reasons.append(f"AOPC of {method!r} ({aopc:.4f}) beats random ({random_aopc:.4f}) by {gain:.4f}, "
+                       f"less than the required {min_gain:.4f}")
+    baseline_aopc = drop = None
+    if baseline is not None:
+        max_drop = 0.0 if max_drop is None else float(max_drop)
+        base_methods = _methods(baseline, "baseline")
+        if method not in base_methods:
+            raise InputError(f"method {method!r} is not in the baseline report; it has {sorted(base_methods)}")
+        baseline_aopc = _aopc(base_methods, method, "baseline")
+        drop = baseline_aopc - aopc
+        if not drop <= max_drop:
+            reasons.append(f"AOPC of {method!r} dropped from {baseline_aopc:.4f} (baseline) to {aopc:.4f}: "
+                           f"by {drop:.4f}, more than the allowed {max_drop:.4f}")
+        reasons.extend(_settings_mismatches(report.get("settings", {}), baseline.get("settings", {})))
+    return AuditOutcome(not reasons, method, aopc, random_aopc, gain, float(min_gain), baseline_aopc, drop,
+                        max_drop, reasons)
+
+
+def write_audit_report(outcome: AuditOutcome, report: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path]:
+    """Write ``report.json`` (verdict + the full evaluation) and ``report.md`` (a short summary for a CI comment)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "report.json"
+    payload = {"audit": asdict(outcome), "evaluation": report}
+    json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    md_path = out / "report.md"
+    md_path.write_text(audit_markdown(outcome, report), encoding="utf-8")
+    return json_path, md_path
+
+
+def audit_markdown(outcome: AuditOutcome, report: Mapping[str, Any]) -> str:
+    """Markdown summary: verdict, AOPC/ABPC/gain table of every method, failed checks and protocol settings."""
+    methods = _methods(report, "report")
+    random_aopc = outcome.random_aopc
+    verdict = "PASSED" if outcome.passed else "FAILED"
+    lines = [f"## Explanation audit: {verdict}", ""]
+    lines.append(f"Method under audit: `{outcome.method}`. AOPC gain over random: **{outcome.gain:.4f}** "
+                 f"(required >= {outcome.min_gain:.4f}).")
+    if outcome.baseline_aopc is not None:
+        lines.append(f"Baseline AOPC {outcome.baseline_aopc:.4f}, change {-outcome.drop:+.4f} "
+                     f"(allowed drop {outcome.max_drop:.4f}).")
+    lines += ["", "| method | AOPC | ABPC | gain vs random |", "|---|---:|---:|---:|"]
+    for name, entry in methods.items():
+        aopc = entry.get("aopc")
+        abpc = entry.get("abpc")
+        gain = "-" if name == "random" or aopc is None else f"{aopc - random_aopc:+.4f}"
+        marker = " **(audited)**" if name == outcome.method else ""
+        lines.append(f"| {name}{marker} | {_cell(aopc)} | {_cell(abpc)} | {gain} |")
+    if outcome.reasons:
+        lines += ["", "Failed checks:", ""] + [f"- {reason}" for reason in outcome.reasons]
+    settings = report.get("settings", {})
+    if settings:
+        shown = ", ".join(f"{key}={settings[key]}" for key in COMPARABLE_SETTINGS if key in settings)
+        lines += ["", f"Settings: {shown}."]
+        if "aopc_definition" in settings:
+            lines.append(f"AOPC = {settings['aopc_definition']}.")
+    return "\n".join(lines) + "\n"
+
+
+def _methods(report: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    methods = report.get("methods") if isinstance(report, Mapping) else None
+    if not isinstance(methods, Mapping) or not methods:
+        raise InputError(f"the {what} has no 'methods' section; expected the JSON written by compare_heatmaps")
+    return methods
+
+
+def _aopc(methods: Mapping[str, Any], name: str, what: str) -> float:
+    value = methods[name].get("aopc") if isinstance(methods[name], Mapping) else None
+    if not _is_number(value):
+        raise InputError(f"the {what} has no finite AOPC for method {name!r}; got {value!r}")
+    return float(value)
+
+
+def _settings_mismatches(current: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    differing = [key for key in COMPARABLE_SETTINGS if key in current and key in stored and current[key] != stored[key]]
+    return [f"baseline was computed with {key}={stored[key]!r}, this run with {key}={current[key]!r}; "
+            "AOPC values are not comparable (regenerate the baseline)" for key in differing]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if _is_number(value) else "-"

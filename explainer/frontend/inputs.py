@@ -1,0 +1,94 @@
+"""The model's image input: which input it is, its per-sample shape, its layout (NCHW or NHWC), and its opset."""
+from __future__ import annotations
+
+import onnx
+
+from explainer.errors import InputError, ModelError
+
+
+def model_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 1
+
+
+def image_input(model: onnx.ModelProto, source: str) -> onnx.ValueInfoProto:
+    """The model's single non-initializer input (error naming what was found otherwise)."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if not inputs:
+        raise ModelError(f"{source}: the model has no inputs")
+    if len(inputs) > 1:
+        names = ", ".join(f"'{i.name}'" for i in inputs)
+        raise ModelError(f"{source}: the model has {len(inputs)} inputs ({names}); only single-input image "
+                         "classifiers can be explained")
+    return inputs[0]
+
+
+def resolve_input_shape(vi: onnx.ValueInfoProto, source: str,
+                        input_shape: tuple[int, ...] | None) -> tuple[tuple[int | None, ...], int]:
+    """The input's shape with the batch axis as None, filling dynamic dims from ``input_shape``."""
+    ttype = vi.type.tensor_type
+    if ttype.elem_type != onnx.TensorProto.FLOAT:
+        raise ModelError(f"{source}: input '{vi.name}' has element type "
+                         f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; only float32 inputs are supported")
+    if not ttype.HasField("shape"):
+        if input_shape is None:
+            raise InputError(f"{source}: input '{vi.name}' has no shape; pass input_shape=(C, H, W)")
+        return (None, *input_shape), len(input_shape) + 1
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in ttype.shape.dim]
+    rank = len(dims)
+    if rank < 2:
+        raise ModelError(f"{source}: input '{vi.name}' has rank {rank}; expected a batch of images (N, C, H, W)")
+    if input_shape is not None:
+        given = list(input_shape)
+        if len(given) == rank:
+            given = given[1:]
+        if len(given) != rank - 1:
+            raise InputError(f"{source}: input_shape {tuple(input_shape)} does not fit input '{vi.name}' of rank "
+                             f"{rank}")
+        for i, (have, want) in enumerate(zip(dims[1:], given), start=1):
+            if have is not None and want is not None and have != want:
+                raise InputError(f"{source}: input_shape {tuple(input_shape)} conflicts with the model's fixed dim "
+                                 f"{i} = {have} of input '{vi.name}'")
+            if have is None:
+                dims[i] = want
+    missing = [i for i, d in enumerate(dims[1:], start=1) if d is None]
+    if missing:
+        raise InputError(f"{source}: input '{vi.name}' has dynamic dims {missing} "
+                         f"(shape {[d if d else '?' for d in dims]}); pass input_shape / --size")
+    return (None, *dims[1:]), rank
+
+
+_PASS_THROUGH = {"Cast", "Identity", "Sub", "Div", "Mul", "Add"}
+
+
+def detect_layout(model: onnx.ModelProto, vi: onnx.ValueInfoProto, shape: tuple[int | None, ...]) -> str:
+    """'NCHW' or 'NHWC' for rank-4 inputs (from the first Transpose/Conv that reads the input, else the dims);
+    'NC' + spatial letters otherwise."""
+    if len(shape) != 4:
+        return "NC" if len(shape) == 2 else "NC" + "DHW"[-(len(shape) - 2):]
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    frontier, seen = [vi.name], set()
+    while frontier:
+        name = frontier.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in consumers.get(name, []):
+            if node.op_type == "Transpose":
+                perm = [a.ints for a in node.attribute if a.name == "perm"]
+                if perm and list(perm[0]) == [0, 3, 1, 2]:
+                    return "NHWC"
+            elif node.op_type in ("Conv", "MaxPool", "AveragePool", "BatchNormalization"):
+                return "NCHW"
+            elif node.op_type in _PASS_THROUGH:
+                frontier.extend(node.output)
+    c_first, c_last = shape[1], shape[3]
+    if c_last in (1, 3, 4) and c_first not in (1, 3, 4):
+        return "NHWC"
+    return "NCHW"

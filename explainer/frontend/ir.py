@@ -1,0 +1,81 @@
+"""The canonical graph: a small, explicit IR that the canonicaliser produces and the rewriter walks.
+
+Every node has one canonical op type (see ``CANONICAL_OPS``), data inputs by tensor name, and its constant parameters
+as NumPy arrays, so that emitters never need to look at how the original exporter spelled things.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: canonical op -> short description (what the canonicaliser may emit; emitters exist for all of them)
+CANONICAL_OPS = {
+    "Conv": "convolution (weights W [O, I/g, *k], bias B [O])",
+    "Dense": "fully connected layer on [N, in] (W [in, out], B [out])",
+    "Affine": "element-wise x * scale + shift with constant, broadcastable scale/shift (BatchNorm, normalisation)",
+    "Activation": "element-wise activation (kind in attrs)",
+    "MaxPool": "max pooling",
+    "AveragePool": "average pooling",
+    "GlobalAveragePool": "mean over spatial axes",
+    "LRN": "local response normalisation",
+    "Reshape": "reshape to a static shape (batch axis kept as -1)",
+    "Transpose": "axis permutation",
+    "Pad": "constant padding",
+    "Slice": "static slice",
+    "Concat": "concatenation of data (and constant) tensors",
+    "Add": "sum of several data tensors (residual branches)",
+    "Mul": "x * gate, the gate a sigmoid of data (squeeze-excitation)",
+}
+
+
+@dataclass
+class CNode:
+    """One canonical node: ``op`` with data ``inputs`` (tensor names) and constant ``params``."""
+
+    op: str
+    inputs: list[str]
+    output: str
+    name: str
+    source_op: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class CanonicalGraph:
+    """A canonical, single-input, single-output classifier graph with static per-sample shapes.
+
+    ``shapes`` maps every data tensor to its full shape at batch size 1 (the batch axis is always axis 0).
+    ``batch_dynamic`` is False when the exported graph bakes in a batch size of 1 (then we run in chunks of one).
+    ``reference`` holds an input and the original model's pre-softmax scores for it, to verify rewritten graphs.
+    """
+
+    input_name: str
+    input_shape: tuple[int, ...]
+    layout: str
+    output_name: str
+    nodes: list[CNode]
+    shapes: dict[str, tuple[int, ...]]
+    batch_dynamic: bool = True
+    changes: list[str] = field(default_factory=list)
+    source_ops: dict[str, int] = field(default_factory=dict)
+    folded_ops: dict[str, int] = field(default_factory=dict)
+    removed_ops: dict[str, int] = field(default_factory=dict)
+    reference: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.shapes[self.output_name][-1])
+
+    def consumers(self) -> dict[str, list[CNode]]:
+        """Map tensor name -> nodes that read it (in graph order)."""
+        out: dict[str, list[CNode]] = {}
+        for node in self.nodes:
+            for name in node.inputs:
+                out.setdefault(name, []).append(node)
+        return out
+
+    def producer(self) -> dict[str, CNode]:
+        return {node.output: node for node in self.nodes}
