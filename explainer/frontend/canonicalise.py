@@ -15,12 +15,13 @@ import onnx
 from onnx import numpy_helper
 
 from explainer.errors import ModelError, UnsupportedOpError
-from explainer.frontend.converters import CONVERTERS, Alias, ConvertContext, NotSupported
+from explainer.frontend.convert import Alias, ConvertContext, NotSupported
 from explainer.frontend.fold import evaluate_constant_node, run_probe, tensor_types, with_input_shape
 from explainer.frontend.inputs import detect_layout, image_input, model_opset, resolve_input_shape
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.frontend.simplify import simplify
 from explainer.onnx_io import InMemoryModel
+from explainer.ops import CONVERTERS
 
 _OUTPUT_CHAIN_OPS = {"Softmax", "LogSoftmax", "Identity", "Dropout", "Cast", "Flatten", "Reshape", "Squeeze"}
 
@@ -146,7 +147,7 @@ def canonicalise(model: onnx.ModelProto, source: str, *,
                         output_name=out_name, nodes=nodes, shapes=shapes, changes=changes,
                         source_ops=dict(Counter(n.op_type for n in graph.node)),
                         reference=(x1, np.asarray(reference, np.float32).reshape(1, -1)),
-                        folded_ops=dict(folded), removed_ops=dict(removed))
+                        folded_ops=dict(folded), removed_ops=dict(removed), opset=opset)
     simplify(cg)
     _rename_reserved(cg, source)
     return cg

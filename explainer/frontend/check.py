@@ -9,9 +9,9 @@ import onnx
 
 from explainer.errors import ExplainerError, UnsupportedOpError
 from explainer.frontend.canonicalise import canonicalise
-from explainer.frontend.converters import CONVERTERS
 from explainer.frontend.inputs import detect_layout, image_input
 from explainer.onnx_io import load_model
+from explainer.ops import CONVERTERS
 
 
 @dataclass

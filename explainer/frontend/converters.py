@@ -5,118 +5,22 @@ returns canonical nodes, or an alias when the node is a no-op for explanation (I
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import onnx
-from onnx import helper
 
+from explainer.frontend.convert import (
+    Alias,
+    ConvertContext,
+    NotSupported,
+    attr,
+    cnode,
+    data_inputs,
+    single_data,
+    window_attrs,
+)
 from explainer.frontend.ir import CNode
-
-
-class NotSupported(Exception):
-    """Raised by a converter: the node cannot be explained; the message says why."""
-
-
-@dataclass
-class Alias:
-    """The node's output is its (data) input unchanged, as far as explanation goes."""
-
-    source: str
-    reason: str | None = None
-
-
-class ConvertContext:
-    """What a converter may ask about tensors: constant values, data-ness, static shapes, the node's opset."""
-
-    def __init__(self, consts: dict[str, np.ndarray], data: set[str], shapes: dict[str, tuple[int, ...]],
-                 opset: int, producers: dict[str, onnx.NodeProto], output_chain: set[str]) -> None:
-        self.consts = consts
-        self.data = data
-        self.shapes = shapes
-        self.opset = opset
-        self.producers = producers
-        self.output_chain = output_chain
-
-    def is_const(self, name: str) -> bool:
-        return name == "" or name in self.consts
-
-    def is_data(self, name: str) -> bool:
-        return name in self.data
-
-    def value(self, name: str, what: str) -> np.ndarray:
-        if name not in self.consts:
-            raise NotSupported(f"{what} ('{name}') must be a constant")
-        return self.consts[name]
-
-    def optional(self, node: onnx.NodeProto, index: int) -> np.ndarray | None:
-        if len(node.input) > index and node.input[index]:
-            return self.value(node.input[index], f"input {index}")
-        return None
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        if name not in self.shapes:
-            raise NotSupported(f"the shape of '{name}' is unknown")
-        return self.shapes[name]
-
-
-def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
-    for a in node.attribute:
-        if a.name == name:
-            value = helper.get_attribute_value(a)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
-
-
-def _data_inputs(ctx: ConvertContext, node: onnx.NodeProto) -> list[str]:
-    return [i for i in node.input if i and ctx.is_data(i)]
-
-
-def _single_data(ctx: ConvertContext, node: onnx.NodeProto) -> str:
-    data = _data_inputs(ctx, node)
-    if len(data) != 1:
-        raise NotSupported(f"expected exactly one non-constant input, found {len(data)}")
-    return data[0]
-
-
-def _cnode(op: str, node: onnx.NodeProto, inputs: list[str], output: str | None = None, **attrs: Any) -> CNode:
-    params = attrs.pop("params", {})
-    return CNode(op=op, inputs=inputs, output=output or node.output[0], name=node.name or node.output[0],
-                 source_op=node.op_type, attrs=attrs, params=params)
-
-
-def resolve_pads(node: onnx.NodeProto, in_spatial: tuple[int, ...], kernel: list[int], strides: list[int],
-                 dilations: list[int]) -> list[int]:
-    """Explicit [begin..., end...] pads, resolving auto_pad SAME_UPPER/SAME_LOWER/VALID."""
-    n = len(kernel)
-    auto_pad = attr(node, "auto_pad", "NOTSET")
-    if auto_pad in ("NOTSET", "", None):
-        pads = list(attr(node, "pads", [0] * (2 * n)))
-        return pads
-    if auto_pad == "VALID":
-        return [0] * (2 * n)
-    begins, ends = [], []
-    for size, k, s, d in zip(in_spatial, kernel, strides, dilations):
-        out = math.ceil(size / s)
-        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
-        small = total // 2
-        if auto_pad == "SAME_UPPER":
-            begins.append(small)
-            ends.append(total - small)
-        else:
-            begins.append(total - small)
-            ends.append(small)
-    return begins + ends
-
-
-def _window_attrs(node: onnx.NodeProto, ctx: ConvertContext, x: str, kernel: list[int]) -> dict[str, Any]:
-    n = len(kernel)
-    strides = list(attr(node, "strides", [1] * n))
-    dilations = list(attr(node, "dilations", [1] * n))
-    pads = resolve_pads(node, ctx.shape(x)[2:], kernel, strides, dilations)
-    return {"kernel_shape": list(kernel), "strides": strides, "dilations": dilations, "pads": pads}
 
 
 def convert_conv(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
@@ -127,8 +31,8 @@ def convert_conv(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     b = ctx.optional(node, 2)
     b = np.zeros(w.shape[0], np.float32) if b is None else b.astype(np.float32)
     kernel = list(attr(node, "kernel_shape", list(w.shape[2:])))
-    attrs = _window_attrs(node, ctx, x, kernel)
-    return [_cnode("Conv", node, [x], group=int(attr(node, "group", 1)), params={"W": w, "B": b}, **attrs)]
+    attrs = window_attrs(node, ctx, x, kernel)
+    return [cnode("Conv", node, [x], group=int(attr(node, "group", 1)), params={"W": w, "B": b}, **attrs)]
 
 
 def convert_gemm(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
@@ -142,7 +46,7 @@ def convert_gemm(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     c = ctx.optional(node, 2)
     b = np.zeros(w.shape[1], np.float32) if c is None else np.broadcast_to(
         c.astype(np.float32) * np.float32(attr(node, "beta", 1.0)), (1, w.shape[1]))[0].copy()
-    return [_cnode("Dense", node, [a], params={"W": np.ascontiguousarray(w), "B": b})]
+    return [cnode("Dense", node, [a], params={"W": np.ascontiguousarray(w), "B": b})]
 
 
 def convert_matmul(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
@@ -152,7 +56,7 @@ def convert_matmul(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     w = ctx.value(bname, "the weight").astype(np.float32)
     if len(ctx.shape(a)) != 2 or w.ndim != 2:
         raise NotSupported(f"MatMul on a rank-{len(ctx.shape(a))} input; only [N, features] x [in, out] is supported")
-    return [_cnode("Dense", node, [a], params={"W": w, "B": np.zeros(w.shape[1], np.float32)})]
+    return [cnode("Dense", node, [a], params={"W": w, "B": np.zeros(w.shape[1], np.float32)})]
 
 
 def convert_binary(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
@@ -161,7 +65,7 @@ def convert_binary(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     op = node.op_type
     if ctx.is_data(a) and ctx.is_data(b):
         if op == "Add":
-            return [_cnode("Add", node, [a, b])]
+            return [cnode("Add", node, [a, b])]
         if op == "Mul":
             return convert_data_mul(ctx, node)
         raise NotSupported(f"{op} of two non-constant tensors")
@@ -182,7 +86,7 @@ def convert_binary(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
         scale, shift = 1.0 / c, zero
     else:
         raise NotSupported(op)
-    return [_cnode("Affine", node, [x], params={"scale": scale.astype(np.float32), "shift": shift.astype(np.float32)})]
+    return [cnode("Affine", node, [x], params={"scale": scale.astype(np.float32), "shift": shift.astype(np.float32)})]
 
 
 def convert_data_mul(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
@@ -192,24 +96,24 @@ def convert_data_mul(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
         prod = ctx.producers.get(g)
         if prod is not None and prod.op_type in ("Sigmoid", "HardSigmoid") and prod.input[0] == x:
             if prod.op_type == "Sigmoid":
-                return [_cnode("Activation", node, [x], kind="swish")]
+                return [cnode("Activation", node, [x], kind="swish")]
             alpha, beta = float(attr(prod, "alpha", 0.2)), float(attr(prod, "beta", 0.5))
             if abs(alpha - 1 / 6) < 1e-6 and abs(beta - 0.5) < 1e-6:
-                return [_cnode("Activation", node, [x], kind="hardswish")]
+                return [cnode("Activation", node, [x], kind="hardswish")]
     for x, g in ((a, b), (b, a)):
         prod = ctx.producers.get(g)
         if prod is not None and prod.op_type in ("Sigmoid", "HardSigmoid"):
-            return [_cnode("Mul", node, [x, g], gate=1)]
+            return [cnode("Mul", node, [x, g], gate=1)]
     raise NotSupported("product of two non-constant tensors that is neither swish nor a sigmoid gate")
 
 
 def convert_sum(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Alias:
-    data = _data_inputs(ctx, node)
+    data = data_inputs(ctx, node)
     if len(data) != len([i for i in node.input if i]):
         raise NotSupported("Sum with constant operands")
     if len(data) == 1:
         return Alias(data[0])
-    return [_cnode("Add", node, data)]
+    return [cnode("Add", node, data)]
 
 
 _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus", "Elu": "elu",
@@ -218,7 +122,7 @@ _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus"
 
 
 def convert_activation(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
-    x = _single_data(ctx, node)
+    x = single_data(ctx, node)
     kind = _ACTIVATIONS[node.op_type]
     attrs: dict[str, Any] = {"kind": kind}
     if kind == "leakyrelu":
@@ -231,12 +135,12 @@ def convert_activation(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]
     elif kind == "hardsigmoid":
         attrs["alpha"] = float(attr(node, "alpha", 0.2))
         attrs["beta"] = float(attr(node, "beta", 0.5))
-    return [_cnode("Activation", node, [x], **attrs)]
+    return [cnode("Activation", node, [x], **attrs)]
 
 
 def convert_prelu(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     slope = ctx.value(node.input[1], "the slope").astype(np.float32)
-    return [_cnode("Activation", node, [node.input[0]], kind="prelu", params={"slope": slope})]
+    return [cnode("Activation", node, [node.input[0]], kind="prelu", params={"slope": slope})]
 
 
 def convert_clip(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
@@ -247,7 +151,7 @@ def convert_clip(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
         lo_v, hi_v = ctx.optional(node, 1), ctx.optional(node, 2)
         lo = -np.inf if lo_v is None else float(lo_v)
         hi = np.inf if hi_v is None else float(hi_v)
-    return [_cnode("Activation", node, [x], kind="clip", min=float(lo), max=float(hi))]
+    return [cnode("Activation", node, [x], kind="clip", min=float(lo), max=float(hi))]
 
 
 def convert_maxpool(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
@@ -256,24 +160,24 @@ def convert_maxpool(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
         raise NotSupported("MaxPool whose indices output is used")
     if attr(node, "storage_order", 0):
         raise NotSupported("MaxPool with storage_order=1")
-    attrs = _window_attrs(node, ctx, x, list(attr(node, "kernel_shape")))
-    return [_cnode("MaxPool", node, [x], ceil_mode=int(attr(node, "ceil_mode", 0)), **attrs)]
+    attrs = window_attrs(node, ctx, x, list(attr(node, "kernel_shape")))
+    return [cnode("MaxPool", node, [x], ceil_mode=int(attr(node, "ceil_mode", 0)), **attrs)]
 
 
 def convert_avgpool(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     x = node.input[0]
-    attrs = _window_attrs(node, ctx, x, list(attr(node, "kernel_shape")))
-    return [_cnode("AveragePool", node, [x], ceil_mode=int(attr(node, "ceil_mode", 0)),
+    attrs = window_attrs(node, ctx, x, list(attr(node, "kernel_shape")))
+    return [cnode("AveragePool", node, [x], ceil_mode=int(attr(node, "ceil_mode", 0)),
                    count_include_pad=int(attr(node, "count_include_pad", 0)), **attrs)]
 
 
 def convert_global_pool(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     x = node.input[0]
     if node.op_type == "GlobalAveragePool":
-        return [_cnode("GlobalAveragePool", node, [x])]
+        return [cnode("GlobalAveragePool", node, [x])]
     kernel = list(ctx.shape(x)[2:])
     n = len(kernel)
-    return [_cnode("MaxPool", node, [x], kernel_shape=kernel, strides=[1] * n, dilations=[1] * n,
+    return [cnode("MaxPool", node, [x], kernel_shape=kernel, strides=[1] * n, dilations=[1] * n,
                    pads=[0] * (2 * n), ceil_mode=0)]
 
 
@@ -287,15 +191,15 @@ def convert_reduce_mean(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode
     if axes != list(range(2, rank)):
         raise NotSupported(f"ReduceMean over axes {axes}; only the spatial axes {list(range(2, rank))} are supported")
     if attr(node, "keepdims", 1):
-        return [_cnode("GlobalAveragePool", node, [x])]
+        return [cnode("GlobalAveragePool", node, [x])]
     pooled = node.output[0] + "__pooled"
     ctx.shapes[pooled] = ctx.shape(x)[:2] + (1,) * (rank - 2)
-    return [_cnode("GlobalAveragePool", node, [x], output=pooled),
-            _cnode("Reshape", node, [pooled], shape=[-1, ctx.shape(x)[1]])]
+    return [cnode("GlobalAveragePool", node, [x], output=pooled),
+            cnode("Reshape", node, [pooled], shape=[-1, ctx.shape(x)[1]])]
 
 
 def convert_lrn(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
-    return [_cnode("LRN", node, [node.input[0]], size=int(attr(node, "size")), alpha=float(attr(node, "alpha", 1e-4)),
+    return [cnode("LRN", node, [node.input[0]], size=int(attr(node, "size")), alpha=float(attr(node, "alpha", 1e-4)),
                    beta=float(attr(node, "beta", 0.75)), bias=float(attr(node, "bias", 1.0)))]
 
 
@@ -308,30 +212,30 @@ def convert_batchnorm(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     scale = gamma / np.sqrt(var + float(attr(node, "epsilon", 1e-5)))
     shift = beta - mean * scale
     bshape = (-1,) + (1,) * (len(ctx.shape(x)) - 2)
-    return [_cnode("Affine", node, [x], params={"scale": scale.reshape(bshape).astype(np.float32),
+    return [cnode("Affine", node, [x], params={"scale": scale.reshape(bshape).astype(np.float32),
                                                  "shift": shift.reshape(bshape).astype(np.float32)})]
 
 
 def _batch_preserving_reshape(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Alias:
-    x = _single_data(ctx, node)
+    x = single_data(ctx, node)
     out_shape = ctx.shape(node.output[0])
     in_shape = ctx.shape(x)
     if out_shape[0] != in_shape[0]:
         raise NotSupported(f"reshape from {list(in_shape)} to {list(out_shape)} moves the batch axis")
     if out_shape == in_shape:
         return Alias(x)
-    return [_cnode("Reshape", node, [x], shape=[-1] + list(out_shape[1:]))]
+    return [cnode("Reshape", node, [x], shape=[-1] + list(out_shape[1:]))]
 
 
 def convert_transpose(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Alias:
-    x = _single_data(ctx, node)
+    x = single_data(ctx, node)
     rank = len(ctx.shape(x))
     perm = list(attr(node, "perm", list(reversed(range(rank)))))
     if perm[0] != 0:
         raise NotSupported(f"Transpose with perm {perm} moves the batch axis")
     if perm == list(range(rank)):
         return Alias(x)
-    return [_cnode("Transpose", node, [x], perm=perm)]
+    return [cnode("Transpose", node, [x], perm=perm)]
 
 
 def convert_pad(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Alias:
@@ -360,7 +264,7 @@ def convert_pad(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Alia
         raise NotSupported("padding along the batch axis")
     if not any(pads):
         return Alias(x)
-    return [_cnode("Pad", node, [x], pads=pads, value=value)]
+    return [cnode("Pad", node, [x], pads=pads, value=value)]
 
 
 def convert_slice(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Alias:
@@ -389,7 +293,7 @@ def convert_slice(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Al
         raise NotSupported("slicing along the batch axis")
     if begin == [0] * rank and end == list(shape):
         return Alias(x)
-    return [_cnode("Slice", node, [x], begin=begin, end=end)]
+    return [cnode("Slice", node, [x], begin=begin, end=end)]
 
 
 def convert_concat(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Alias:
@@ -411,12 +315,12 @@ def convert_concat(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | A
             pieces.append(value)
     if len(pieces) == 1:
         return Alias(data[0])
-    return [_cnode("Concat", node, data, axis=axis, pieces=pieces,
+    return [cnode("Concat", node, data, axis=axis, pieces=pieces,
                    sizes=[ctx.shape(data[p])[axis] if isinstance(p, int) else p.shape[axis] for p in pieces])]
 
 
 def convert_passthrough(ctx: ConvertContext, node: onnx.NodeProto) -> Alias:
-    return Alias(_single_data(ctx, node), reason=None)
+    return Alias(single_data(ctx, node), reason=None)
 
 
 def convert_cast(ctx: ConvertContext, node: onnx.NodeProto) -> Alias:

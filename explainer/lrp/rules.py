@@ -74,6 +74,11 @@ class Rule:
 
     name = "rule"
 
+    @property
+    def is_gradient(self) -> bool:
+        """Whether the rule is the plain chain rule (no normalisation): what non-linear ops then differentiate."""
+        return False
+
     def describe(self) -> str:
         return self.name
 
@@ -88,6 +93,10 @@ class LinearRule(Rule):
     normalise: bool = True
     name: str = "linear"
     params: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def is_gradient(self) -> bool:
+        return not self.normalise
 
     def describe(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())

@@ -14,6 +14,7 @@ from explainer.errors import ModelError, UnsupportedOpError
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.lrp.composites import LINEAR_KINDS, Composite, Layer
 from explainer.onnx_io import InMemoryModel
+from explainer.relevance.bounds import expand_bounds
 from explainer.relevance.builder import GraphBuilder
 from explainer.relevance.emitters import EMITTERS, EmitContext, is_nonnegative
 
@@ -70,22 +71,6 @@ def layer_info(graph: CanonicalGraph) -> dict[str, Layer]:
                                     activation=_activation_name(node))
         linear_upstream[node.output] = upstream or kind in LINEAR_KINDS
     return layers
-
-
-def expand_bounds(value: np.ndarray | float, shape: tuple[int, ...], layout: str) -> np.ndarray:
-    """Bounds given as a scalar, one value per channel, or a full per-sample array -> array of ``shape`` (batch 1)."""
-    arr = np.asarray(value, dtype=np.float32)
-    if arr.ndim == 1 and arr.size > 1:
-        channel_axis = len(shape) - 1 if layout == "NHWC" else 1
-        if arr.size != shape[channel_axis]:
-            raise ModelError(f"bounds have {arr.size} values but the input has {shape[channel_axis]} channels")
-        view = [1] * len(shape)
-        view[channel_axis] = arr.size
-        arr = arr.reshape(view)
-    try:
-        return np.ascontiguousarray(np.broadcast_to(arr, shape), dtype=np.float32)
-    except ValueError:
-        raise ModelError(f"bounds of shape {arr.shape} do not broadcast to the input's shape {list(shape)}") from None
 
 
 def _propagate_bounds(graph: CanonicalGraph, low: np.ndarray, high: np.ndarray) -> dict[str, tuple]:

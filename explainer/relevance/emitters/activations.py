@@ -6,7 +6,7 @@ with ONNX ops from the forward input x and output y.
 from __future__ import annotations
 
 from explainer.frontend.ir import CNode
-from explainer.lrp.rules import DeconvNet, Gradient, GuidedBackprop, LinearRule, Pass, Rule
+from explainer.lrp.rules import DeconvNet, GuidedBackprop, Pass, Rule
 from explainer.relevance.emitters.base import EmitContext, unsupported_rule
 
 
@@ -102,7 +102,7 @@ class ActivationEmitter:
             grad = b.mul(r, derivative(ctx, node), f"{node.name}_grad")
             return [b.relu(grad, f"{node.name}_guided")] if node.attrs["kind"] == "relu" else [
                 b.mul(grad, b.cast_float(b.op("Greater", [r, b.const(0.0)])), f"{node.name}_guided")]
-        if isinstance(rule, (Gradient,)) or (isinstance(rule, LinearRule) and not rule.normalise):
+        if rule.is_gradient:
             return [b.mul(r, derivative(ctx, node), f"{node.name}_grad")]
         raise unsupported_rule(node, rule)
 

@@ -3,7 +3,7 @@ treats BatchNorm), chain rule for the gradient, or a stabilised Norm/ε rule if 
 from __future__ import annotations
 
 from explainer.frontend.ir import CNode
-from explainer.lrp.rules import Gradient, LinearRule, Norm, Pass, Rule
+from explainer.lrp.rules import LinearRule, Norm, Pass, Rule
 from explainer.relevance.emitters.base import EmitContext, unsupported_rule
 
 
@@ -22,7 +22,7 @@ class AffineEmitter:
         if isinstance(rule, Pass):
             return [ctx.reduce_to(r, out_shape, ctx.shape(x), f"{node.name}_rin")]
         scale = ctx.weight(node, "scale", node.params["scale"])
-        if isinstance(rule, Gradient) or (isinstance(rule, LinearRule) and not rule.normalise):
+        if rule.is_gradient:
             return [ctx.reduce_to(b.mul(r, scale), out_shape, ctx.shape(x), f"{node.name}_rin")]
         if isinstance(rule, (Norm, LinearRule)):
             g = b.div(r, b.stabilise(node.output, rule.stabiliser, f"{node.name}_den"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from explainer.frontend.ir import CNode
-from explainer.lrp.rules import Gradient, LinearRule, Pass, Rule
+from explainer.lrp.rules import Pass, Rule
 from explainer.relevance.emitters.base import EmitContext, unsupported_rule
 
 
@@ -32,7 +32,7 @@ class LRNEmitter:
     def backward(self, ctx: EmitContext, node: CNode, rule: Rule, r: str) -> list[str | None]:
         if isinstance(rule, Pass):
             return [r]
-        if not (isinstance(rule, Gradient) or (isinstance(rule, LinearRule) and not rule.normalise)):
+        if not (rule.is_gradient):
             raise unsupported_rule(node, rule)
         b, a = ctx.b, node.attrs
         x = node.inputs[0]

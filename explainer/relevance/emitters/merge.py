@@ -3,7 +3,7 @@ Norm rule) and gated products x ⊙ g (squeeze-excitation; LRP sends all relevan
 from __future__ import annotations
 
 from explainer.frontend.ir import CNode
-from explainer.lrp.rules import Gradient, LinearRule, Norm, Pass, Rule
+from explainer.lrp.rules import LinearRule, Norm, Pass, Rule
 from explainer.relevance.emitters.base import EmitContext, unsupported_rule
 
 
@@ -16,7 +16,7 @@ class AddEmitter:
     def backward(self, ctx: EmitContext, node: CNode, rule: Rule, r: str) -> list[str | None]:
         b = ctx.b
         out_shape = ctx.shape(node.output)
-        if isinstance(rule, Gradient) or (isinstance(rule, LinearRule) and not rule.normalise):
+        if rule.is_gradient:
             return [ctx.reduce_to(r, out_shape, ctx.shape(x), f"{node.name}_rin") for x in node.inputs]
         if isinstance(rule, (Norm, LinearRule)):
             g = b.div(r, b.stabilise(node.output, rule.stabiliser, f"{node.name}_den"), f"{node.name}_s")
@@ -36,7 +36,7 @@ class GatedMulEmitter:
         out_shape = ctx.shape(node.output)
         if isinstance(rule, Pass):
             return [ctx.reduce_to(r, out_shape, ctx.shape(x), f"{node.name}_rin"), None]
-        if isinstance(rule, Gradient) or (isinstance(rule, LinearRule) and not rule.normalise):
+        if rule.is_gradient:
             b = ctx.b
             return [ctx.reduce_to(b.mul(r, gate), out_shape, ctx.shape(x), f"{node.name}_gx"),
                     ctx.reduce_to(b.mul(r, x), out_shape, ctx.shape(gate), f"{node.name}_gg")]
