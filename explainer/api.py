@@ -15,7 +15,8 @@ import onnx
 from explainer.errors import ExplainerError, InputError, ModelError
 from explainer.frontend.canonicalise import canonicalise
 from explainer.frontend.ir import CanonicalGraph
-from explainer.lrp.composites import Composite, make_composite
+from explainer.images.spec import channel_sum
+from explainer.lrp.composites import Composite, input_bounds, make_composite
 from explainer.onnx_io import load_model, save_model
 from explainer.relevance.graph import LOGITS, RELEVANCE, TARGET, build_forward_model, build_relevance_model
 from explainer.runtime.providers import resolve_provider
@@ -24,17 +25,18 @@ from explainer.runtime.sessions import make_session, run_bound
 
 @dataclass
 class Explanation:
-    """Relevance (same shape as the input), pre-softmax logits (N, classes) and the explained class per sample."""
+    """Relevance (same shape as the input), pre-softmax logits (N, classes), the explained class per sample, and
+    the input layout (NCHW or NHWC) the relevance is laid out in."""
 
     relevance: np.ndarray
     logits: np.ndarray
     target: np.ndarray
     method: str = ""
+    layout: str = "NCHW"
 
-    def relevance_map(self, layout: str = "NCHW") -> np.ndarray:
+    def relevance_map(self) -> np.ndarray:
         """Relevance summed over the channel axis: (N, H, W)."""
-        axis = -1 if layout == "NHWC" else 1
-        return self.relevance.sum(axis=axis)
+        return channel_sum(self.relevance, self.layout)
 
 
 @dataclass
@@ -47,8 +49,11 @@ class _ForwardSession:
 class Explainer:
     """Rewrite an ONNX classifier into an LRP graph and run it in ONNX Runtime.
 
-    ``method`` is a method name (see ``explainer.METHODS``), a composite spec dict, or a ``Composite``; rule
-    parameters (``epsilon``, ``gamma``, ``stabiliser``, ``low``/``high`` for the zB rule) are keyword arguments.
+    ``method`` is a method name (see ``explainer.METHODS``), a composite spec dict, or a ``Composite``. Rule
+    parameters (``epsilon``, ``gamma``, ``stabiliser``) are keyword arguments: a named method's own (any other is an
+    InputError), defaults for the rules a spec dict names, none with a ``Composite`` (see ``make_composite``).
+    ``low``/``high`` are the model input's range: the zB rule's bounds, unless the rule carries its own
+    (``ZBox(low, high)``, which must then agree with them).
     ``provider`` is 'auto' (CUDA when a device works, else CPU), 'cpu' or 'cuda'. ``input_shape`` fills dynamic
     non-batch dims of the model's input. ``source`` names the model in messages when it is passed as a ModelProto.
     """
@@ -59,7 +64,7 @@ class Explainer:
                  threads: int | None = None, **rule_params: Any) -> None:
         self.timings: dict[str, float] = {}
         self.threads = _check_threads(threads)
-        composite = self._composite(method, low, high, rule_params)  # bad parameters fail before any model work
+        composite, bounds = self._composite(method, low, high, rule_params)  # bad parameters fail before model work
         with self._timed("load"):
             proto, loaded_as = load_model(model)
         self.source = source or loaded_as
@@ -72,7 +77,7 @@ class Explainer:
         if verify:
             with self._timed("verify"):
                 self._verify()
-        self._set_method(composite, low, high)
+        self._set_method(composite, low, high, bounds)
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -84,17 +89,18 @@ class Explainer:
             self.timings[stage] = time.perf_counter() - start
 
     @staticmethod
-    def _composite(method: str | Composite | dict, low: Any, high: Any, rule_params: dict) -> Composite:
-        try:
-            return make_composite(method, low=low, high=high, **rule_params)
-        except (ValueError, TypeError) as exc:
-            raise InputError(str(exc)) from None
+    def _composite(method: str | Composite | dict, low: Any, high: Any,
+                   rule_params: dict) -> tuple[Composite, tuple[Any, Any]]:
+        """The composite and the input bounds its relevance graph is built with (its zB rules' own, else
+        ``low``/``high``); every parameter is checked here, before any model work (InputError)."""
+        composite = make_composite(method, low=low, high=high, **rule_params)
+        return composite, input_bounds(composite, low, high)
 
-    def _set_method(self, composite: Composite, low: Any, high: Any) -> None:
+    def _set_method(self, composite: Composite, low: Any, high: Any, bounds: tuple[Any, Any]) -> None:
         self.composite = composite
-        self.low, self.high = low, high
+        self.low, self.high = low, high  # the user's range: what with_method starts from
         with self._timed("build"):
-            self.relevance_model = build_relevance_model(self.graph, self.composite, low=low, high=high)
+            self.relevance_model = build_relevance_model(self.graph, self.composite, low=bounds[0], high=bounds[1])
         with self._timed("session"):
             self._relevance = make_session(self.relevance_model, self.provider, threads=self.threads)
 
@@ -104,10 +110,10 @@ class Explainer:
         different method."""
         low = self.low if low is None else low
         high = self.high if high is None else high
-        composite = self._composite(method, low, high, rule_params)
+        composite, bounds = self._composite(method, low, high, rule_params)
         other = copy.copy(self)
         other.timings = {}
-        other._set_method(composite, low, high)
+        other._set_method(composite, low, high, bounds)
         return other
 
     # ------------------------------------------------------------------ properties
@@ -204,7 +210,8 @@ class Explainer:
             bad = int((~np.isfinite(rel)).sum())
             raise ModelError(f"{self.source}: method '{self.method}' produced {bad} non-finite relevance values; "
                              "try a larger epsilon/stabiliser or another method")
-        return Explanation(relevance=rel, logits=np.concatenate(logits), target=tgt, method=self.method)
+        return Explanation(relevance=rel, logits=np.concatenate(logits), target=tgt, method=self.method,
+                           layout=self.layout)
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the relevance graph as a standalone ONNX model (inputs: image, target; outputs: logits, relevance)."""

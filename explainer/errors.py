@@ -14,13 +14,16 @@ class ModelError(ExplainerError):
 
 
 class UnsupportedOpError(ModelError):
-    """One or more nodes use ops without a relevance emitter; ``nodes`` lists (node name, op type) pairs."""
+    """One or more nodes cannot be explained. ``nodes`` lists (node name, op type) pairs; ``reasons`` maps a node
+    name to why its op's converter refused it (nodes without an entry have an op nothing converts)."""
 
-    def __init__(self, nodes: list[tuple[str, str]], where: str = "") -> None:
+    def __init__(self, nodes: list[tuple[str, str]], where: str = "", reasons: dict[str, str] | None = None) -> None:
         self.nodes = list(nodes)
+        self.reasons = dict(reasons or {})
         listed = ", ".join(f"{op} (node '{name}')" for name, op in self.nodes)
         prefix = f"{where}: " if where else ""
-        super().__init__(f"{prefix}unsupported op(s): {listed}")
+        details = "; ".join(f"'{name}': {why}" for name, why in self.reasons.items())
+        super().__init__(f"{prefix}unsupported op(s): {listed}" + (f" [{details}]" if details else ""))
 
 
 class InputError(ExplainerError):

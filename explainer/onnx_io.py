@@ -119,7 +119,7 @@ class InMemoryModel:
 
     @classmethod
     def from_arrays(cls, graph: onnx.GraphProto, arrays: dict[str, np.ndarray], opset: int, ir_version: int,
-                    min_bytes: int = EXTERNAL_MIN_BYTES) -> "InMemoryModel":
+                    min_bytes: int = EXTERNAL_MIN_BYTES) -> InMemoryModel:
         external = {}
         for name, array in arrays.items():
             if array.nbytes >= min_bytes:
@@ -134,7 +134,7 @@ class InMemoryModel:
 
     @classmethod
     def from_model(cls, model: onnx.ModelProto, arrays: dict[str, np.ndarray],
-                   min_bytes: int = EXTERNAL_MIN_BYTES) -> "InMemoryModel":
+                   min_bytes: int = EXTERNAL_MIN_BYTES) -> InMemoryModel:
         """A copy of a loaded model whose large initializers are replaced by references to ``arrays``."""
         skeleton = onnx.ModelProto()
         skeleton.ir_version = model.ir_version

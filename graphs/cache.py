@@ -1,9 +1,10 @@
 """On-demand, cached ONNX exports of the reference models (AlexNet, VGG-16, the small net).
 
-Exports are slow (tens of seconds for VGG-16), so each graph is built once per
-(name, exporter, seed, torch version) and reused. The cache lives in ``graphs/cache/`` (git-ignored) unless
-the environment variable ``EXPLAINER_GRAPH_CACHE`` names another directory. A build is written to a
-temporary directory and moved into place, external data first, so a half-written graph is never reused.
+Exports are slow (tens of seconds for VGG-16) and large (VGG-16: 528 MiB per exporter), so each graph is built
+once per (name, exporter, seed, torch version) and reused, from a cache outside the work tree:
+``$EXPLAINER_GRAPH_CACHE`` if set, else ``$XDG_CACHE_HOME/explainer/graphs`` (``~/.cache/explainer/graphs`` when
+``XDG_CACHE_HOME`` is unset). A build is written to a temporary directory and moved into place, external data first,
+so a half-written graph is never reused.
 
 Command line: ``python -m graphs.cache alexnet vgg16 --exporter legacy dynamo`` pre-builds graphs.
 """
@@ -13,7 +14,6 @@ import argparse
 import dataclasses
 import os
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,13 +25,15 @@ from graphs.export import EXPORTERS, ExportResult, export
 from graphs.reference_models import INPUT_SHAPES, MODEL_NAMES, build
 
 CACHE_ENV = "EXPLAINER_GRAPH_CACHE"
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / "cache"
 
 
 def cache_dir() -> Path:
-    """The directory holding cached graphs: ``$EXPLAINER_GRAPH_CACHE`` if set, else ``graphs/cache/``."""
+    """The directory holding generated graphs: ``$EXPLAINER_GRAPH_CACHE`` if set, else ``explainer/graphs`` in the
+    user's cache directory (``$XDG_CACHE_HOME``, default ``~/.cache``)."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else DEFAULT_CACHE_DIR
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "explainer" / "graphs"
 
 
 def cache_key(name: str, exporter: str, seed: int) -> str:
@@ -95,11 +97,6 @@ def reference_graph(name: str, exporter: str = "legacy", *, seed: int = 0) -> Pa
     if target.exists():  # written last, after its external data, so its presence means a complete build
         return target
     return build_graph(name, exporter, seed=seed).path
-
-
-def clear(directory: Path | None = None) -> None:
-    """Delete the cache directory and everything in it."""
-    shutil.rmtree(directory or cache_dir(), ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

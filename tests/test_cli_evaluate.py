@@ -4,8 +4,6 @@ and the science check that LRP beats the random order on the trained model.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import re
@@ -16,23 +14,13 @@ import pytest
 from PIL import Image
 
 from explainer import evaluate
-from explainer.cli import main
-from explainer.images.preprocess import InputSpec, load_batch, preprocessing
+from explainer.images.preprocess import load_batch, preprocessing
+from tests.support.cli import run_cli
+from tests.support.paths import DIGITS, DIGITS_SPEC, EXAMPLES
 
-ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "graphs" / "digits_cnn.onnx"
-EXAMPLES = ROOT / "examples"
 IMAGES = sorted(EXAMPLES.glob("digit_*.png"))
 METHODS = ("epsilon-plus-flat", "gradient", "random")
 SMALL = ["--steps", "10", "--region", "4", "--repeats", "2"]
-DIGITS_SPEC = InputSpec(layout="NCHW", channels=1, height=32, width=32, name="input")
-
-
-def run_cli(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:

@@ -18,21 +18,13 @@ from PIL import Image
 
 from explainer import Explainer
 from explainer.cli import main
-from explainer.images.preprocess import InputSpec, load_batch, preprocessing
+from explainer.images.preprocess import load_batch, preprocessing
+from explainer.images.spec import InputSpec
+from tests.support.paths import DIGITS, DIGITS_SPEC, EXAMPLES, LABELS, TF2ONNX, digit_path
 
-ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "graphs" / "digits_cnn.onnx"
-TF2ONNX = ROOT / "graphs" / "tf2onnx_small.onnx"
-EXAMPLES = ROOT / "examples"
-LABELS = EXAMPLES / "digits_labels.txt"
-DIGITS_SPEC = InputSpec(layout="NCHW", channels=1, height=32, width=32, name="input")
 SELECTED = (3, 7, 0)          # example digits explained with --sr
 PNG_SUFFIXES = ("_heatmap.png", "_overlay.png", "_sr.png", "_sr_overlay.png")
 TOP_LINE = re.compile(r"^\s+(\d+)\. (.+) \(class (\d+)\): logit (-?[\d.]+), p ([\d.]+)(  <- explained)?$")
-
-
-def digit_path(k: int) -> Path:
-    return EXAMPLES / f"digit_{k}.png"
 
 
 def run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:

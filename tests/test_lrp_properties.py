@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from explainer import METHODS, Explainer, InputError
+from tests.support.emitted import check_emitted_graphs
 
 
 def _export(model: nn.Module, path, shape=(1, 3, 16, 16)) -> str:
@@ -106,6 +107,7 @@ def test_epsilon_absorbs_relevance(bias_free_net):
 def test_every_method_finite_and_batch_independent(relu_net, method):
     _, path = relu_net
     ex = Explainer(path, method, low=-3.0, high=3.0)
+    check_emitted_graphs(ex)
     x = _x(5, seed=9)
     together = ex.explain(x)
     one_by_one = np.concatenate([ex.explain(x[i:i + 1]).relevance for i in range(5)])

@@ -1,5 +1,5 @@
 """Models as exporters write them: opsets 9 to the newest, external data, big graphs saved with external data,
-dynamic batch and dynamic spatial dims."""
+dynamic batch and dynamic spatial dims; and the graphs we emit follow the model's opset (at least 17)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +8,12 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn as nn
+from onnx import TensorProto, helper, numpy_helper
 
-from explainer import Explainer
+from explainer import METHODS, Explainer
 from explainer import onnx_io as model_io
+from tests.support.emitted import check_emitted_graphs, newest_runnable_opset, with_opset
+from tests.support.random_graphs import avg_pool2d, conv2d
 
 
 def _net() -> nn.Module:
@@ -25,23 +28,6 @@ def _autograd(net: nn.Module, x: np.ndarray, target: np.ndarray) -> np.ndarray:
     xt = torch.from_numpy(x).requires_grad_(True)
     logits_net(xt).gather(1, torch.from_numpy(target)[:, None]).sum().backward()
     return xt.grad.numpy()
-
-
-def newest_runnable_opset() -> int:
-    """The newest opset both the installed onnx and onnxruntime support (onnx often runs ahead of the runtime)."""
-    from onnx import TensorProto, helper
-    for version in range(onnx.defs.onnx_opset_version(), 17, -1):
-        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", version)])
-        model.ir_version = 8
-        try:
-            ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-            return version
-        except Exception:
-            continue
-    return 17
 
 
 @pytest.mark.parametrize("opset", [9, 11, 13, 15, 17, newest_runnable_opset()])
@@ -108,3 +94,62 @@ def test_dynamic_spatial_dims(tmp_path):
         x = np.random.default_rng(3).standard_normal((2, 3, *size)).astype(np.float32)
         np.testing.assert_allclose(ex.explain(x, 0).relevance, _autograd(net, x, np.array([0, 0])), rtol=1e-4,
                                    atol=1e-6)
+
+
+class _PoolNet:
+    """Conv -> Relu -> AveragePool -> Flatten -> MatMul at a given opset, with dilations on the pool from opset 19
+    (where AveragePool gained them), and its float64 NumPy forward."""
+
+    def __init__(self, opset: int) -> None:
+        rng = np.random.default_rng(opset)
+        self.opset = opset
+        self.w = (rng.standard_normal((4, 3, 3, 3)) * 0.4).astype(np.float32)
+        self.b = (rng.standard_normal(4) * 0.1).astype(np.float32)
+        self.pool = dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1],
+                         dilations=[2, 2] if opset >= 19 else [1, 1])
+        spatial = avg_pool2d(np.zeros((1, 4, 12, 12)), self.pool["kernel_shape"], self.pool["strides"],
+                             self.pool["pads"], self.pool["dilations"]).shape[2:]
+        self.dense = (rng.standard_normal((4 * int(np.prod(spatial)), 5)) * 0.3).astype(np.float32)
+
+    def onnx(self) -> onnx.ModelProto:
+        pool = dict(self.pool) if self.opset >= 19 else {k: v for k, v in self.pool.items() if k != "dilations"}
+        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+                 helper.make_node("Relu", ["c"], ["r"]),
+                 helper.make_node("AveragePool", ["r"], ["p"], **pool),
+                 helper.make_node("Flatten", ["p"], ["f"]),
+                 helper.make_node("MatMul", ["f", "dense"], ["scores"])]
+        inits = [numpy_helper.from_array(v, k) for k, v in (("w", self.w), ("b", self.b), ("dense", self.dense))]
+        graph = helper.make_graph(nodes, "pool_net", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                  ["N", 3, 12, 12])],
+                                  [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 5])], inits)
+        model = with_opset(helper.make_model(graph), self.opset)
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+    def forward64(self, x: np.ndarray) -> np.ndarray:
+        c = np.maximum(conv2d(x, self.w, self.b, [1, 1], [1, 1, 1, 1], [1, 1], 1), 0.0)
+        p = avg_pool2d(c, self.pool["kernel_shape"], self.pool["strides"], self.pool["pads"], self.pool["dilations"])
+        return p.reshape(len(x), -1) @ self.dense.astype(np.float64)
+
+
+@pytest.mark.parametrize("opset", range(17, newest_runnable_opset() + 1))
+def test_graphs_follow_the_models_opset(opset):
+    """From opset 17 to the newest ONNX Runtime runs (opset 19 with a dilated AveragePool, which opset 17 cannot
+    express): the emitted graphs are valid at the model's opset, the gradient is the float64 reference's
+    derivative (central finite differences, h = 1e-5), and every method explains."""
+    net = _PoolNet(opset)
+    ex = Explainer(net.onnx(), "gradient", provider="cpu", low=-3.0, high=3.0)
+    x = np.random.default_rng(opset).uniform(-3.0, 3.0, (1, 3, 12, 12)).astype(np.float32)
+    np.testing.assert_allclose(ex.forward(x), net.forward64(x), rtol=1e-4, atol=1e-5)
+    grad = ex.explain(x, 2).relevance.astype(np.float64)
+    rng, h = np.random.default_rng(1), 1e-5
+    for _ in range(3):
+        v = rng.standard_normal(x.shape)
+        fd = (net.forward64(x + h * v)[0, 2] - net.forward64(x - h * v)[0, 2]) / (2 * h)
+        analytic = float((grad * v).sum())
+        assert abs(analytic - fd) <= 1e-3 * abs(fd) + 1e-4 * float(np.abs(grad * v).sum()) + 1e-7, (analytic, fd)
+    for method in METHODS:
+        other = ex.with_method(method)
+        check_emitted_graphs(other)
+        assert other.relevance_model.skeleton.opset_import[0].version == opset
+        assert np.all(np.isfinite(other.explain(x).relevance)), method

@@ -8,7 +8,6 @@ from PIL import Image
 from explainer.errors import InputError
 from explainer.images.preprocess import (
     PRESETS,
-    InputSpec,
     Preprocessing,
     from_model_input,
     input_bounds,
@@ -17,6 +16,7 @@ from explainer.images.preprocess import (
     resize_center_crop,
     to_model_input,
 )
+from explainer.images.spec import InputSpec
 
 # 2x2 RGB image; pixel (row, col) -> (R, G, B)
 IMAGE = np.array(

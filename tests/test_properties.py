@@ -1,6 +1,7 @@
-"""Property tests on random small CNNs (``tests.support.random_graphs.random_cnns``): the explainer keeps the logits, its gradient
-is the float64 reference's derivative, LRP-0 is gradient×input, the conservative rules conserve on bias-free nets,
-and every method gives finite relevance of the input's shape.
+"""Property tests on random small CNNs (``tests.support.random_graphs.random_cnns``): the explainer keeps the
+logits, its gradient is the float64 reference's derivative, LRP-0 is gradient×input, the conservative rules conserve
+on bias-free nets, every method gives finite relevance of the input's shape, and every emitted graph passes the ONNX
+checker.
 
 Each example is a fresh ONNX graph (conv stride/dilation/asymmetric pads/groups, BatchNorm, residual Add, Concat,
 pooling, Flatten/Reshape, Gemm/MatMul+Add, NCHW and NHWC) built in memory."""
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explainer import METHODS, Explainer
+from tests.support.emitted import check_emitted_graphs
 from tests.support.onnx_graphs import run
 from tests.support.random_graphs import RandomCNN, random_cnns, random_input
 
@@ -40,6 +42,7 @@ def test_logits_preserved(net, seed):
     """(a) Canonicalisation and rewriting keep the logits: Explainer.forward equals ORT on the original model."""
     model = net.onnx()
     ex = Explainer(model, "gradient", provider="cpu")
+    check_emitted_graphs(ex)
     assert ex.layout == net.layout
     assert ex.input_shape == net.input_shape
     assert ex.num_classes == net.num_classes
@@ -122,7 +125,7 @@ def test_zplus_conservation_on_bias_free_relu_nets(net, seed, data):
 @given(net=random_cnns(), seed=st.integers(0, 1000), data=st.data())
 def test_every_method_gives_finite_relevance_of_input_shape(net, seed, data):
     """(e) Every method in explainer.METHODS (12 of them, so 10 graphs each) explains any generated net with
-    finite float32 relevance shaped like x."""
+    finite float32 relevance shaped like x, from forward and relevance graphs that pass the ONNX checker."""
     x = random_input(net, 2, seed, bound=BOUND - 0.5)
     target = np.array(data.draw(st.lists(st.integers(0, net.num_classes - 1), min_size=2, max_size=2),
                                 label="targets"))
@@ -130,6 +133,7 @@ def test_every_method_gives_finite_relevance_of_input_shape(net, seed, data):
     for method in METHODS:
         ex = base if method == base.method else base.with_method(method)
         assert ex.method == method
+        check_emitted_graphs(ex)
         e = ex.explain(x, target)
         assert e.relevance.shape == x.shape, method
         assert e.relevance.dtype == np.float32, method

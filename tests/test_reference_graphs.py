@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +102,19 @@ def test_cache_builds_once_and_reuses(tmp_path: Path, monkeypatch: pytest.Monkey
     np.testing.assert_allclose(_run(path, x), _torch_logits(cache.reference_model("small", 5), x), rtol=0, atol=1e-4)
 
 
+def test_cache_lives_outside_the_work_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graphs.efficientnet import default_path
+    monkeypatch.delenv(cache.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_dir() == tmp_path / "xdg" / "explainer" / "graphs"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.cache_dir() == tmp_path / "home" / ".cache" / "explainer" / "graphs"
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "mine"))
+    assert cache.cache_dir() == tmp_path / "mine"
+    assert default_path() == tmp_path / "mine" / "efficientnet_lite0.onnx"
+
+
 # --- tf2onnx-style graph ------------------------------------------------------------------------------------------
 
 def test_tf2onnx_graph_is_committed_up_to_date_and_tf2onnx_shaped() -> None:
@@ -162,26 +174,18 @@ def test_digits_model_classifies_shipped_examples() -> None:
     np.testing.assert_array_equal(logits.argmax(axis=1), np.arange(10))
 
 
-# --- full-size reference networks (slow, run by default) ----------------------------------------------------------
-
-@lru_cache(maxsize=1)
-def _reference_model(name: str) -> torch.nn.Module:
-    return cache.reference_model(name, 0)
-
+# --- full-size reference networks (slow) ---------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
-@pytest.mark.parametrize("name", ["alexnet", "vgg16"])
-def test_full_size_reference_graph_matches_torch(name: str, exporter: str) -> None:
-    path = cache.reference_graph(name, exporter)
-    graph = onnx.load(str(path), load_external_data=False)
-    flatten = "Flatten" if exporter == "legacy" else "Reshape"
+def test_full_size_reference_graph_matches_torch(reference_net) -> None:
+    graph = onnx.load(str(reference_net.path), load_external_data=False)
+    flatten = "Flatten" if reference_net.exporter == "legacy" else "Reshape"
     assert _ops(graph) == {"Conv", "Relu", "MaxPool", "AveragePool", "Gemm", flatten}
-    assert sum(n.op_type == "Conv" for n in graph.graph.node) == {"alexnet": 5, "vgg16": 13}[name]
+    assert sum(n.op_type == "Conv" for n in graph.graph.node) == {"alexnet": 5, "vgg16": 13}[reference_net.name]
     x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
-    expected = _torch_logits(_reference_model(name), x)
+    expected = _torch_logits(reference_net.torch_model, x)
     assert expected.shape == (2, 1000)
-    got = _run(path, x)
+    got = _run(reference_net.path, x)
     scale = np.abs(expected).max()
     assert scale > 1.0
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * scale)

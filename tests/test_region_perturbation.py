@@ -11,14 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 from explainer.errors import InputError, ModelError
 from explainer.evaluation.complexity import heatmap_complexity, heatmap_to_uint8, histogram_entropy, png_bytes
 from explainer.evaluation.perturbations import uniform
-from explainer.evaluation.region_perturbation import (
-    abpc,
-    as_score_fn,
-    compare_heatmaps,
-    format_table,
-    region_perturbation,
-    write_comparison,
-)
+from explainer.evaluation.region_perturbation import abpc, as_score_fn, compare_heatmaps, region_perturbation
+from explainer.evaluation.report import format_table, write_comparison
 
 
 def linear_model(weights: np.ndarray):

@@ -1,7 +1,8 @@
 """Parity with Zennit on the same weights for every named method: cosine similarity >= 0.999 per image.
 
 The small VGG-style net runs every method for both PyTorch exporters; AlexNet and VGG-16 (torchvision layout,
-built on demand into graphs/cache) run every method on the legacy export and one composite on the dynamo export.
+exported on demand into the graph cache) run every method on the legacy export and two composites on the dynamo
+export, each through the session's shared explainer of that export (``reference_net`` in ``conftest.py``).
 """
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import numpy as np
 import pytest
 
 from explainer import METHODS, Explainer
+from explainer.images.preprocess import input_bounds, preprocessing
 from tests.support import cosine_per_sample
 from tests.support.zennit_reference import zennit_relevance
 
-IMAGENET_LOW = np.array([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225], np.float32)
-IMAGENET_HIGH = np.array([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225], np.float32)
+IMAGENET_LOW, IMAGENET_HIGH = input_bounds(preprocessing("imagenet"), 3)
 COSINE = 0.999
+#: exporter -> (methods checked against Zennit, seed of the two 224 x 224 images)
+FULL_SIZE_PARITY = {"legacy": (list(METHODS), 0), "dynamo": (["epsilon-plus-flat", "epsilon-gamma-box"], 1)}
 
 
 def _images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -22,12 +25,11 @@ def _images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.clip(rng.standard_normal((n, *shape)), IMAGENET_LOW.min(), IMAGENET_HIGH.max()).astype(np.float32)
 
 
-def _check_all_methods(path, model, x, methods) -> None:
+def _check_all_methods(base: Explainer, model, x, methods) -> None:
     import torch
     with torch.no_grad():
         logits = model(torch.from_numpy(x)).numpy()
     target = logits.argmax(1)
-    base = Explainer(path, "gradient", low=IMAGENET_LOW, high=IMAGENET_HIGH)
     for method in methods:
         ex = base.with_method(method)
         ours = ex.explain(x, target)
@@ -40,20 +42,12 @@ def _check_all_methods(path, model, x, methods) -> None:
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
 def test_small_net_every_method(exporter, small_torch):
     from graphs.cache import reference_graph
-    _check_all_methods(reference_graph("small", exporter), small_torch, _images(4, (3, 32, 32)), list(METHODS))
+    base = Explainer(reference_graph("small", exporter), "gradient", low=IMAGENET_LOW, high=IMAGENET_HIGH)
+    _check_all_methods(base, small_torch, _images(4, (3, 32, 32)), list(METHODS))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["alexnet", "vgg16"])
-def test_reference_net_every_method(name):
-    from graphs.cache import reference_graph, reference_model
-    _check_all_methods(reference_graph(name, "legacy"), reference_model(name), _images(2, (3, 224, 224)),
-                       list(METHODS))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["alexnet", "vgg16"])
-def test_reference_net_dynamo_export(name):
-    from graphs.cache import reference_graph, reference_model
-    _check_all_methods(reference_graph(name, "dynamo"), reference_model(name), _images(2, (3, 224, 224), seed=1),
-                       ["epsilon-plus-flat", "epsilon-gamma-box"])
+def test_reference_net(reference_net):
+    methods, seed = FULL_SIZE_PARITY[reference_net.exporter]
+    _check_all_methods(reference_net.explainer, reference_net.torch_model, _images(2, (3, 224, 224), seed=seed),
+                       methods)

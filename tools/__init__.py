@@ -1,1 +1,3 @@
-"""Benchmarks, model builders and maintenance scripts (importable as ``tools.*`` from the repo root)."""
+"""Benchmarks (:mod:`tools.bench`) and maintenance scripts, each run from the repository root as
+``python -m tools.<name>``: ``zoo_report`` (the README's model-zoo table), ``reproduce_samek`` (the AOPC
+comparison), ``photos`` (the offline photos), ``make_imagenet_labels`` (the ImageNet class-name file)."""

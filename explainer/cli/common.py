@@ -10,7 +10,8 @@ import numpy as np
 
 from explainer.errors import InputError
 from explainer.frontend.inputs import detect_layout, image_input
-from explainer.images.preprocess import PRESETS, InputSpec, Preprocessing, input_bounds, model_preprocessing
+from explainer.images.preprocess import PRESETS, Preprocessing, input_bounds, model_preprocessing
+from explainer.images.spec import InputSpec
 from explainer.lrp.composites import METHODS
 from explainer.onnx_io import load_model
 

@@ -6,9 +6,10 @@ import argparse
 from explainer.api import Explainer
 from explainer.cli.common import add_model_options, add_preprocess_options, model_input, output_dir, rule_params
 from explainer.evaluation.compare import evaluate
-from explainer.evaluation.region_perturbation import format_table, write_comparison
+from explainer.evaluation.report import format_table, write_comparison
 from explainer.images.io import list_images
 from explainer.images.preprocess import load_batch
+from explainer.lrp.composites import params_for
 
 HELP = "compare methods by region perturbation (MoRF/LeRF, AOPC, ABPC); writes aopc.json and aopc.png"
 
@@ -43,7 +44,7 @@ def run_evaluation(args: argparse.Namespace, methods: list[str], orders: tuple[s
     x, _ = load_batch(paths, mi.spec, mi.prep, size=mi.size)
     low, high = mi.bounds(args)
     ex = Explainer(mi.proto, methods[0], provider=args.provider, input_shape=mi.input_shape, low=low, high=high,
-                   source=mi.source, **rule_params(args))
+                   source=mi.source, **params_for(methods, rule_params(args))[methods[0]])
     report = evaluate(ex, x, methods, low=low, high=high, orders=orders, steps=args.steps,
                       region=args.region, perturb=args.perturb, repeats=args.repeats, seed=args.seed, grid=args.grid,
                       provider=args.provider, batch_size=args.batch_size, input_shape=mi.input_shape,

@@ -18,6 +18,7 @@ from explainer.cli.common import (
 from explainer.images.io import list_images
 from explainer.images.labels import load_labels, top_k
 from explainer.images.preprocess import load_batch
+from explainer.images.spec import channel_sum
 
 HELP = "explain images: print top classes, write relevance (.npz) and heatmap/overlay PNGs (and SR maps with --sr)"
 
@@ -34,18 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="images per ONNX Runtime run (default 8)")
 
 
-def relevance_maps(relevance: np.ndarray, layout: str) -> np.ndarray:
-    """(N, H, W) relevance summed over colour channels."""
-    return relevance.sum(axis=-1 if layout == "NHWC" else 1)
-
-
 def sr_input(relevance: np.ndarray, layout: str, method: str) -> np.ndarray:
     """What the SR map is computed on: the SR paper's |R| RGB image for sr-paper on colour input, else the H×W map."""
     from explainer.sr.sr_map import paper_relevance_image
     channels = relevance.shape[-1] if layout == "NHWC" else relevance.shape[0]
     if method == "sr-paper" and channels == 3:
         return paper_relevance_image(relevance if layout == "NCHW" else np.moveaxis(relevance, -1, 0))
-    return relevance.sum(axis=-1 if layout == "NHWC" else 0)
+    return channel_sum(relevance, layout, batched=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         chunk = paths[start:start + batch]
         x, pixels = load_batch(chunk, mi.spec, mi.prep, size=mi.size)
         e = ex.explain(x, target=args.target)
-        maps = relevance_maps(e.relevance, ex.layout)
+        maps = e.relevance_map()
         for i, path in enumerate(chunk):
             stem = stems[start + i]
             image = pixels[i][..., 0] if pixels[i].shape[-1] == 1 else pixels[i]

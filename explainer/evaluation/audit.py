@@ -1,6 +1,7 @@
 """CI audit of explanation quality: decide pass/fail from a region-perturbation report and write the verdict.
 
-The report is the dict of :func:`explainer.evaluation.region_perturbation.compare_heatmaps` (same structure as its JSON).
+The report is the dict of :func:`explainer.evaluation.region_perturbation.compare_heatmaps` (same structure as its
+JSON).
 A method passes when
 
 * AOPC(method) - AOPC(random) >= ``min_gain`` (it beats the random-order baseline by a margin), and

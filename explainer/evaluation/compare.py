@@ -7,7 +7,8 @@ DeconvNet and guided backprop, the L2 norm over channels as in Samek et al. (the
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -15,14 +16,15 @@ from tqdm import tqdm
 from explainer.api import Explainer
 from explainer.errors import InputError
 from explainer.evaluation.region_perturbation import compare_heatmaps
+from explainer.images.spec import channel_sum
+from explainer.lrp.composites import params_for
 
 
 def heatmap_from_relevance(relevance: np.ndarray, layout: str, signal: bool) -> np.ndarray:
     """(N, H, W) heatmap: channel sum for relevance, channel L2 norm for gradient-like signals."""
-    axis = -1 if layout == "NHWC" else 1
     if signal:
-        return np.sqrt((relevance.astype(np.float64) ** 2).sum(axis=axis)).astype(np.float32)
-    return relevance.sum(axis=axis)
+        return np.sqrt(channel_sum(relevance.astype(np.float64) ** 2, layout)).astype(np.float32)
+    return channel_sum(relevance, layout)
 
 
 def method_heatmaps(model: Any, x: np.ndarray, methods: Sequence[str], *, targets: np.ndarray | None = None,
@@ -31,20 +33,20 @@ def method_heatmaps(model: Any, x: np.ndarray, methods: Sequence[str], *, target
                     **rule_params: Any) -> tuple[dict[str, np.ndarray], np.ndarray, Explainer]:
     """Heatmaps of every method for ``x`` (all explaining the same targets: default the predicted classes)."""
     heatmaps: dict[str, np.ndarray] = {}
+    shares = params_for(methods, rule_params)
     base: Explainer | None = model if isinstance(model, Explainer) else None
     for name in tqdm(methods, desc="explaining", unit="method", disable=not progress):
         if base is None:
             base = ex = Explainer(model, name, provider=provider, input_shape=input_shape, low=low, high=high,
-                                  **rule_params)
+                                  **shares[name])
         elif base.method == name:
             ex = base
         else:
-            ex = base.with_method(name, low=low, high=high, **rule_params)
+            ex = base.with_method(name, low=low, high=high, **shares[name])
         if targets is None:
             targets = np.argmax(ex.forward(x, batch_size), axis=1)
         e = ex.explain(x, targets, batch_size=batch_size)
-        heatmaps[name] = heatmap_from_relevance(e.relevance, ex.layout, signal=ex.composite.seed == "one"
-                                                and not ex.composite.times_input)
+        heatmaps[name] = heatmap_from_relevance(e.relevance, ex.layout, signal=ex.composite.signal)
     assert base is not None
     return heatmaps, np.asarray(targets), base
 

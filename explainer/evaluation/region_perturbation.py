@@ -1,8 +1,9 @@
 """Region perturbation (Samek et al., arXiv 1509.06321): perturbation curves, AOPC and ABPC.
 
-For each image x and heatmap h, the regions r_1..r_L of h (see :mod:`explainer.evaluation.regions`; default: the fixed 9x9
-grid) are removed in MoRF, LeRF or random order: x(0) = x, x(k) = g(x(k-1), r_k) with g from
-:mod:`explainer.evaluation.perturbations`. f is the pre-softmax score of the class predicted at x(0) (or of given targets).
+For each image x and heatmap h, the regions r_1..r_L of h (see :mod:`explainer.evaluation.regions`; default: the fixed
+9x9 grid) are removed in MoRF, LeRF or random order: x(0) = x, x(k) = g(x(k-1), r_k) with g from
+:mod:`explainer.evaluation.perturbations`. f is the pre-softmax score of the class predicted at x(0) (or of given
+targets).
 
 * curve: f(x(0)) - f(x(k)) for k = 0..L, averaged over repetitions (for random g or random order) and images.
 * AOPC = 1/(L+1) * sum_{k=0..L} [f(x(0)) - f(x(k))], averaged over images: a mean over L+1 steps, not a
@@ -26,9 +27,9 @@ from tqdm.auto import tqdm
 from explainer.errors import InputError, ModelError
 from explainer.evaluation.perturbations import Perturbation, resolve_perturbation
 from explainer.evaluation.regions import GRIDS, ORDERS, max_regions, order_regions
+from explainer.images.spec import LAYOUTS
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
-LAYOUTS = ("NCHW", "NHWC")
 AOPC_DEFINITION = "mean over the L+1 steps k=0..L of f(x0) - f(xk), averaged over images (not a trapezoid)"
 
 
@@ -173,48 +174,6 @@ def compare_heatmaps(
     return {"settings": settings, "methods": methods}
 
 
-def format_table(report: Mapping[str, Any]) -> str:
-    """Plain-text table of a :func:`compare_heatmaps` report: AOPC, ABPC, gain over random, PNG bytes, entropy."""
-    methods = report["methods"]
-    random_aopc = methods["random"]["aopc"] if "random" in methods else None
-    header = ("method", "AOPC", "ABPC", "vs random", "PNG bytes", "entropy")
-    rows = [header]
-    for name, entry in methods.items():
-        complexity = entry.get("complexity") or {}
-        rows.append((
-            name,
-            _fmt(entry.get("aopc")),
-            _fmt(entry.get("abpc")),
-            _fmt(None if random_aopc is None or name == "random" else entry["aopc"] - random_aopc, signed=True),
-            _fmt(complexity.get("png_bytes"), digits=0),
-            _fmt(complexity.get("entropy"), digits=3),
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]
-    settings = report.get("settings", {})
-    lines.append(f"L={settings.get('steps')} steps, {settings.get('region')}x{settings.get('region')} regions "
-                 f"({settings.get('grid')} grid), perturbation {settings.get('perturb')}, "
-                 f"{settings.get('images')} images; AOPC = {AOPC_DEFINITION}")
-    return "\n".join(lines)
-
-
-def write_comparison(report: Mapping[str, Any], directory: str, *, json_name: str = "aopc.json",
-                     plot_name: str = "aopc.png") -> tuple[str, str]:
-    """Write a :func:`compare_heatmaps` report as JSON and its curves as a PNG plot; returns both paths."""
-    import json
-    from pathlib import Path
-
-    from explainer.pictures.curves import plot_curves
-
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / json_name
-    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    plot_path = plot_curves(report, out / plot_name)
-    return str(json_path), str(plot_path)
-
-
 def _method_entry(result: PerturbationResult) -> dict[str, Any]:
     return {
         "aopc": result.aopc,
@@ -225,12 +184,6 @@ def _method_entry(result: PerturbationResult) -> dict[str, Any]:
         "repeats": result.settings["repeats"],
         "complexity": None,
     }
-
-
-def _fmt(value: float | None, *, digits: int = 4, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
 def _session_score_fn(session: Any) -> ScoreFn:

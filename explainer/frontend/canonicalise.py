@@ -1,104 +1,149 @@
 """Bring an exported ONNX classifier into canonical form (see ``ir.py``) without changing its logits.
 
-What happens here, in order: find the one image input and pin its per-sample shape; run the model once in ONNX
-Runtime to learn every tensor's value/shape; fold everything that does not depend on the input's values (initializers,
-Constant/ConstantOfShape weights, Shape->Gather->Concat flatten chains); convert each remaining node with its
-converter (BatchNorm and Mul/Add with constants become Affine, MatMul+Add become Dense, a final Softmax is dropped,
-Identity/Dropout vanish); then fold Affine nodes into the linear layer before them where that is exact.
+``canonicalise`` is a list of passes, each a small function with a small result:
+
+1. ``pin_input``: the one image input and its static per-sample shape (the batch axis is pinned to 1 for folding),
+   after ``refuse_subgraphs``; ``model_output`` names the output that holds the scores;
+2. ``fold``: everything that does not depend on the input's values becomes a constant (initializers,
+   Constant/ConstantOfShape weights, Shape->Gather->Concat flatten chains), nodes that do not reach the output go,
+   and every data tensor gets its static shape (``fold.py``);
+3. ``run_reference``: one plain forward of the original model, the reference rewritten graphs are verified against;
+4. ``convert``: each remaining node through its op's converter (``explainer.ops.CONVERTERS``): BatchNorm and Mul/Add
+   with constants become Affine, MatMul+Add become Dense, a final Softmax is dropped, Identity/Dropout vanish;
+5. ``normalise_output``: the output becomes a [N, classes] score vector;
+6. ``simplify``: Affine nodes fold into the linear layer before them where that is exact (``simplify.py``);
+7. ``rename_reserved``: names the relevance graph's interface uses are freed.
+
+Every canonical graph is batch-agnostic by construction: converters keep the batch axis first and dynamic (reshapes
+get -1 for it, ops that would move or mix it are refused) and constants broadcast along it, so the batch size an
+exporter baked in (a declared input of [1, ...], a Reshape to [1, -1]) is folded away at batch 1 and never reaches the
+canonical graph.
 """
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from explainer.errors import ModelError, UnsupportedOpError
 from explainer.frontend.convert import Alias, ConvertContext, NotSupported
-from explainer.frontend.fold import evaluate_constant_node, run_probe, tensor_types, with_input_shape
-from explainer.frontend.inputs import detect_layout, image_input, model_opset, resolve_input_shape
+from explainer.frontend.fold import Folded, fold, run_model
+from explainer.frontend.inputs import PinnedInput, image_input, model_opset, pin_input
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.frontend.simplify import simplify
-from explainer.onnx_io import InMemoryModel
 from explainer.ops import CONVERTERS
 
+_DEFAULT_DOMAINS = ("", "ai.onnx")
 _OUTPUT_CHAIN_OPS = {"Softmax", "LogSoftmax", "Identity", "Dropout", "Cast", "Flatten", "Reshape", "Squeeze"}
+_RESHAPES = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
+RESERVED = ("logits", "relevance", "target")
 
 
-def _output_chain(model: onnx.ModelProto, output: str) -> set[str]:
-    producers = {o: n for n in model.graph.node for o in n.output}
-    chain, name = {output}, output
-    while name in producers and producers[name].op_type in _OUTPUT_CHAIN_OPS:
-        name = producers[name].input[0]
-        chain.add(name)
-    return chain
+@dataclass
+class Converted:
+    """The canonical nodes, the tensor holding the model's scores, and what conversion changed."""
 
-
-def _describe_alias(node: onnx.NodeProto) -> str:
-    return f"dropped {node.op_type} '{node.name or node.output[0]}'"
+    nodes: list[CNode]
+    output: str
+    changes: list[str]
+    removed_ops: Counter
 
 
 def canonicalise(model: onnx.ModelProto, source: str, *,
                  input_shape: tuple[int, ...] | None = None) -> CanonicalGraph:
     """Canonical graph of ``model``; raises ModelError / UnsupportedOpError naming every node at fault."""
-    graph = model.graph
-    for node in graph.node:
+    refuse_subgraphs(model, source)
+    image = pin_input(model, source, input_shape)
+    output = model_output(model, source)
+    folded = fold(model, image.name, image.batch_shape, output, source)
+    chain = output_chain(folded, output)
+    reference = run_reference(model, folded, image, chain, source)
+    converted = convert(model, folded, chain, source)
+    scores = normalise_output(converted, folded.shapes, image, source)
+    cg = CanonicalGraph(input_name=image.name, input_shape=image.shape, layout=image.layout,
+                        output_name=scores.output, nodes=scores.nodes, shapes=folded.shapes, opset=model_opset(model),
+                        changes=describe_folding(folded) + scores.changes,
+                        source_ops=dict(Counter(n.op_type for n in model.graph.node)),
+                        folded_ops=dict(folded.folded_ops), removed_ops=dict(scores.removed_ops + folded.unused_ops),
+                        reference=reference_logits(model, folded, image, reference, converted.output, source))
+    simplify(cg)
+    rename_reserved(cg, source)
+    return cg
+
+
+def refuse_subgraphs(model: onnx.ModelProto, source: str) -> None:
+    """Control flow (If/Loop/Scan bodies) cannot be explained; refuse it before any work."""
+    for node in model.graph.node:
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
             raise UnsupportedOpError([(node.name or node.output[0], node.op_type)], source)
-    vi = image_input(model, source)
-    shape, rank = resolve_input_shape(vi, source, input_shape)
-    if not graph.output:
+
+
+def model_output(model: onnx.ModelProto, source: str) -> str:
+    """The output that holds the class scores: the first one (the others, and what only they need, are ignored)."""
+    if not model.graph.output:
         raise ModelError(f"{source}: the model has no outputs")
-    output = graph.output[0].name
-    opset = model_opset(model)
-    consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    probe_model = InMemoryModel.from_model(model, consts)
-    with_input_shape(probe_model.skeleton, vi.name, ("N", *shape[1:]))
-    types = tensor_types(probe_model.skeleton)
-    rng = np.random.default_rng(0)
-    x1 = rng.standard_normal((1, *shape[1:])).astype(np.float32)
-    values = run_probe(probe_model, vi.name, x1, source, types)
-    data: set[str] = {vi.name}
-    data_nodes: list[onnx.NodeProto] = []
-    folded: Counter = Counter()
-    removed: Counter = Counter()
-    for node in graph.node:
-        if node.domain not in ("", "ai.onnx"):
-            data_nodes.append(node)
-            data.update(o for o in node.output if o)
-            continue
-        reads_data = any(i in data for i in node.input if i)
-        if reads_data and node.op_type not in ("Shape", "Size"):
-            data_nodes.append(node)
-            data.update(o for o in node.output if o)
-            continue
-        missing = [o for o in node.output if o and o not in values]
-        if missing and all(i in consts for i in node.input if i):
-            values.update(evaluate_constant_node(node, consts, opset))
-            missing = [o for o in node.output if o and o not in values]
-        if missing:
-            data_nodes.append(node)
-            data.update(o for o in node.output if o)
-            continue
-        consts.update({o: values[o] for o in node.output if o})
-        folded[node.op_type] += 1
-    shapes = {name: tuple(int(d) for d in values[name].shape) for name in data if name in values}
-    shapes[vi.name] = (1, *shape[1:])
-    if output not in shapes:
-        raise ModelError(f"{source}: output '{output}' does not depend on the input")
-    producers = {o: n for n in data_nodes for o in n.output}
-    ctx = ConvertContext(consts, data, shapes, opset, producers, _output_chain(model, output))
+    return model.graph.output[0].name
+
+
+def describe_folding(folded: Folded) -> list[str]:
+    """The ``changes`` lines for what folding did."""
+    changes = []
+    if folded.folded_ops:
+        changes.append("folded constant/shape nodes: " + _counts(folded.folded_ops))
+    if folded.unused_ops:
+        changes.append("removed nodes that do not reach the output: " + _counts(folded.unused_ops))
+    if folded.probed:
+        names = ", ".join(f"'{n}'" for n in folded.probed[:5]) + (" …" if len(folded.probed) > 5 else "")
+        changes.append(f"shape inference left {len(folded.probed)} tensor(s) open ({names}); their static shapes "
+                       "come from an ONNX Runtime run")
+    return changes
+
+
+def output_chain(folded: Folded, output: str) -> list[str]:
+    """The output and the tensors it is computed from through score-preserving ops, output first (a final Softmax
+    in it may go; the scores are read from one of these tensors)."""
+    producers = {o: n for n in folded.nodes for o in n.output}
+    chain = [output]
+    while chain[-1] in producers and producers[chain[-1]].op_type in _OUTPUT_CHAIN_OPS:
+        chain.append(producers[chain[-1]].input[0])
+    return chain
+
+
+@dataclass
+class Reference:
+    """A fixed N(0, 1) input and the original model's values for it of the output chain's tensors."""
+
+    x: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+def run_reference(model: onnx.ModelProto, folded: Folded, image: PinnedInput, chain: list[str],
+                  source: str) -> Reference:
+    """One plain ONNX Runtime forward of the original model, returning the output chain. It runs before conversion
+    so that the session's memory is gone before the converted weights take theirs."""
+    x = np.random.default_rng(0).standard_normal(image.batch_shape).astype(np.float32)
+    return Reference(x, run_model(model, folded.consts, image.name, x, chain, source))
+
+
+def convert(model: onnx.ModelProto, folded: Folded, chain: list[str], source: str) -> Converted:
+    """Each data node through its op's converter; every node that cannot be converted is collected into one
+    UnsupportedOpError (with the converter's reason where it gave one)."""
+    initializers = {t.name for t in model.graph.initializer}
+    producers = {o: n for n in folded.nodes for o in n.output}
+    ctx = ConvertContext(folded.consts, folded.data, folded.shapes, model_opset(model), producers, set(chain))
     aliases: dict[str, str] = {}
     nodes: list[CNode] = []
     changes: list[str] = []
+    removed: Counter = Counter()
     unsupported: list[tuple[str, str]] = []
     reasons: dict[str, str] = {}
-    for node in data_nodes:
-        conv = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+    for node in folded.nodes:
         label = node.name or node.output[0]
+        conv = CONVERTERS.get(node.op_type) if node.domain in _DEFAULT_DOMAINS else None
         if conv is None:
-            unsupported.append((label, node.op_type if node.domain in ("", "ai.onnx")
+            unsupported.append((label, node.op_type if node.domain in _DEFAULT_DOMAINS
                                 else f"{node.domain}.{node.op_type}"))
             continue
         resolved = onnx.NodeProto()
@@ -113,50 +158,50 @@ def canonicalise(model: onnx.ModelProto, source: str, *,
             continue
         if isinstance(result, Alias):
             aliases[node.output[0]] = aliases.get(result.source, result.source)
-            changes.append(result.reason or _describe_alias(node))
+            changes.append(result.reason or f"dropped {node.op_type} '{label}'")
             removed[node.op_type] += 1
             continue
         nodes.extend(result)
-        if node.op_type in ("Flatten", "Reshape", "Squeeze", "Unsqueeze") and len(node.input) > 1 \
-                and node.input[1] in consts and node.input[1] not in {t.name for t in graph.initializer}:
+        if node.op_type in _RESHAPES and len(node.input) > 1 and node.input[1] in folded.consts \
+                and node.input[1] not in initializers:
             changes.append(f"static Reshape for {node.op_type} '{label}' (shape computed by folded nodes)")
     if unsupported:
-        err = UnsupportedOpError(unsupported, source)
-        if reasons:
-            details = "; ".join(f"'{k}': {v}" for k, v in reasons.items())
-            err.args = (f"{err.args[0]} [{details}]",)
-        err.reasons = reasons
-        raise err
-    out_name = aliases.get(output, output)
-    if out_name == vi.name:
+        raise UnsupportedOpError(unsupported, source, reasons)
+    return Converted(nodes, aliases.get(chain[0], chain[0]), changes, removed)
+
+
+def normalise_output(converted: Converted, shapes: dict[str, tuple[int, ...]], image: PinnedInput,
+                     source: str) -> Converted:
+    """The scores as [N, classes]: refuse outputs that are not a score vector, flatten [N, classes, 1, 1] and kin."""
+    out = converted.output
+    if out == image.name:
         raise ModelError(f"{source}: the output is the input; nothing to explain")
-    out_shape = shapes[out_name]
-    reference = values[out_name] if out_name in values else None
+    out_shape = shapes[out]
     if int(np.prod(out_shape[1:])) != max(out_shape[1:] or (1,)):
-        raise ModelError(f"{source}: output '{output}' has per-sample shape {list(out_shape[1:])}; "
+        raise ModelError(f"{source}: output '{out}' has per-sample shape {list(out_shape[1:])}; "
                          "expected a vector of class scores")
-    if len(out_shape) != 2:
-        flat = out_name + "__scores"
-        shapes[flat] = (1, int(np.prod(out_shape[1:])))
-        nodes.append(CNode("Reshape", [out_name], flat, "scores_flatten", "Reshape", {"shape": [-1, shapes[flat][1]]}))
-        changes.append(f"flattened output of shape {list(out_shape[1:])} to a score vector")
-        out_name = flat
-    if folded:
-        changes.insert(0, "folded constant/shape nodes: " + ", ".join(f"{k}×{v}" for k, v in sorted(folded.items())))
-    cg = CanonicalGraph(input_name=vi.name, input_shape=tuple(shape[1:]), layout=detect_layout(model, vi, shape),
-                        output_name=out_name, nodes=nodes, shapes=shapes, changes=changes,
-                        source_ops=dict(Counter(n.op_type for n in graph.node)),
-                        reference=(x1, np.asarray(reference, np.float32).reshape(1, -1)),
-                        folded_ops=dict(folded), removed_ops=dict(removed), opset=opset)
-    simplify(cg)
-    _rename_reserved(cg, source)
-    return cg
+    if len(out_shape) == 2:
+        return converted
+    flat = out + "__scores"
+    shapes[flat] = (1, int(np.prod(out_shape[1:])))
+    reshape = CNode("Reshape", [out], flat, "scores_flatten", "Reshape", {"shape": [-1, shapes[flat][1]]})
+    return Converted(converted.nodes + [reshape], flat,
+                     converted.changes + [f"flattened output of shape {list(out_shape[1:])} to a score vector"],
+                     converted.removed_ops)
 
 
-RESERVED = ("logits", "relevance", "target")
+def reference_logits(model: onnx.ModelProto, folded: Folded, image: PinnedInput, reference: Reference, scores: str,
+                     source: str) -> tuple[np.ndarray, np.ndarray]:
+    """The reference input and the original model's pre-softmax scores (tensor ``scores``) for it, against which
+    every rewritten graph is verified."""
+    value = reference.values.get(scores)
+    if value is None:
+        # conversion dropped an op outside the output chain at the very end (an identity Transpose, say)
+        value = run_model(model, folded.consts, image.name, reference.x, [scores], source)[scores]
+    return reference.x, np.asarray(value, np.float32).reshape(1, -1)
 
 
-def _rename_reserved(cg: CanonicalGraph, source: str) -> None:
+def rename_reserved(cg: CanonicalGraph, source: str) -> None:
     """Keep the names the relevance graph's interface uses free (a model's own output is often called 'logits')."""
     if cg.input_name in RESERVED:
         raise ModelError(f"{source}: the model's input is named '{cg.input_name}', which the relevance graph "
@@ -169,6 +214,10 @@ def _rename_reserved(cg: CanonicalGraph, source: str) -> None:
         node.output = rename.get(node.output, node.output)
     cg.shapes.update({new: cg.shapes[old] for old, new in rename.items()})
     cg.output_name = rename.get(cg.output_name, cg.output_name)
+
+
+def _counts(ops: Counter) -> str:
+    return ", ".join(f"{k}×{v}" for k, v in sorted(ops.items()))
 
 
 __all__ = ["canonicalise", "image_input", "model_opset"]

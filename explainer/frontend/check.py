@@ -71,9 +71,8 @@ def check_model(model: str | os.PathLike | onnx.ModelProto,
         changes, folded, removed, layout = graph.changes, graph.folded_ops, graph.removed_ops, graph.layout
     except UnsupportedOpError as exc:
         error = str(exc)
-        reasons = getattr(exc, "reasons", {})
         for name, op in exc.nodes:
-            unsupported.setdefault(op, []).append(reasons.get(name, f"no emitter for {op}") + f" (node '{name}')")
+            unsupported.setdefault(op, []).append(exc.reasons.get(name, f"no converter for {op}") + f" (node '{name}')")
     except ExplainerError as exc:
         error = str(exc)
     ops = []

@@ -4,6 +4,7 @@ helpers for reading attributes the way every opset defines them."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,10 @@ class ConvertContext:
         if name not in self.shapes:
             raise NotSupported(f"the shape of '{name}' is unknown")
         return self.shapes[name]
+
+
+#: an op's converter for one ONNX op type: canonical nodes, an alias, or ``NotSupported`` with the reason
+Converter = Callable[[ConvertContext, onnx.NodeProto], list[CNode] | Alias]
 
 
 def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:

@@ -1,86 +1,216 @@
-"""Run the original model once in ONNX Runtime with every intermediate tensor exposed.
+"""Constant and shape folding at batch size 1: which tensors depend on the input's values (data), the value of every
+other tensor the remaining nodes read, and the static shape of every data tensor.
 
-The canonicaliser uses the values to fold constant and shape sub-graphs (ConstantOfShape weights, Shape->Gather->
-Concat flatten chains) and the shapes to pin every tensor to a static per-sample shape.
+The libraries do the work. ONNX shape inference with data propagation gives each tensor's static shape once the
+input is pinned to ``[1, ...]``; onnx-graphsurgeon drops what does not reach the output (``cleanup``), orders the
+graph (``toposort``) and folds everything computable without the input's values (``fold_constants``, which evaluates
+the constant sub-graph in ONNX Runtime: Constant/ConstantOfShape weights, the Gather->Unsqueeze->Concat arithmetic of
+flatten chains). Own code remains only where they cannot decide, each place marked "Own code" with the reason:
+folding Shape/Size (below), a second shape inference after folding (old opsets), an ONNX Runtime probe for the
+tensors both inferences leave open, and keeping custom-domain nodes out of folding.
 """
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
-from onnx import helper, shape_inference
+import onnx_graphsurgeon as gs
+from onnx import helper, numpy_helper, shape_inference
+from onnx_graphsurgeon.logger import G_LOGGER
 
 from explainer.errors import ModelError
 from explainer.onnx_io import InMemoryModel
 from explainer.runtime.sessions import make_session
 
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+#: constants larger than this enter shape inference as typed inputs, not initializers: their values cannot matter
+#: (data propagation follows small integer shape tensors only) and copying them would cost the weights' memory again
+_INFERENCE_MAX_BYTES = 1 << 16
 
-def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
-    """Element type of every tensor that ONNX type inference can name."""
+
+@dataclass
+class Folded:
+    """What folding leaves for conversion (see the module docstring)."""
+
+    nodes: list[onnx.NodeProto]
+    """the nodes that read data, in the model's order"""
+    consts: dict[str, np.ndarray]
+    """the value of every initializer and of every folded tensor the remaining nodes read"""
+    data: set[str]
+    """the input and every tensor computed from it"""
+    shapes: dict[str, tuple[int, ...]]
+    """the static shape of every data tensor at batch size 1"""
+    folded_ops: Counter
+    """op type -> nodes folded into constants"""
+    unused_ops: Counter
+    """op type -> nodes that do not reach the output"""
+    probed: list[str]
+    """tensors whose shape neither shape inference pinned, taken from an ONNX Runtime run instead"""
+
+
+def fold(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], output: str, source: str) -> Folded:
+    """Fold ``model`` with its input ``input_name`` pinned to ``shape`` (batch axis 1), keeping only what output
+    ``output`` needs."""
+    initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    with G_LOGGER.suppress():
+        graph = _import(model, output, source)
+        before = Counter(node.op for node in graph.nodes)
+        graph.cleanup()
+        kept = Counter(node.op for node in graph.nodes)
+        shapes = {input_name: tuple(shape), **infer_shapes(model, model.graph.node, initializers, input_name, shape)}
+        _fold_graph(graph, shapes, source)
+        probed: list[str] = []
+        if _open(graph, shapes):
+            # Own code: before opset ~15, data propagation cannot follow Shape->Gather->Concat chains, so Reshape
+            # outputs stay open; with the chains folded to constants, plain inference pins them.
+            nodes, consts = _node_protos(model, graph), _constants(graph, initializers)
+            shapes.update(infer_shapes(model, nodes, consts, input_name, shape))
+            probed = _open(graph, shapes)
+        if probed:
+            # Own code: what neither inference pins (ops without shape inference) comes from one ONNX Runtime run
+            # that exposes just those tensors; Shape/Size nodes reading them fold in a second round.
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+            values = run_model(model, initializers, input_name, x, probed, source)
+            shapes.update({name: tuple(int(d) for d in value.shape) for name, value in values.items()})
+            _fold_graph(graph, shapes, source)
+    data = {input_name} | {t.name for node in graph.nodes for t in node.outputs if t.name}
+    if output not in data:
+        raise ModelError(f"{source}: output '{output}' does not depend on the input (it folds to a constant)")
+    return Folded(nodes=_node_protos(model, graph), consts=_constants(graph, initializers), data=data,
+                  shapes={name: shapes[name] for name in data if name in shapes},
+                  folded_ops=kept - Counter(node.op for node in graph.nodes), unused_ops=before - kept, probed=probed)
+
+
+def infer_shapes(model: onnx.ModelProto, nodes: Iterable[onnx.NodeProto], consts: dict[str, np.ndarray],
+                 input_name: str, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """The static shapes that ONNX shape inference (with data propagation) pins for ``nodes`` when the
+    input has ``shape`` and ``consts`` are the constants. The exporter's value_info is left out on purpose: it may be
+    stale or assume another batch size."""
+    skeleton = onnx.ModelProto()
+    skeleton.ir_version = max(model.ir_version, 4)  # IR 3 ignores initializers that are not also graph inputs
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.functions.extend(model.functions)
+    graph = skeleton.graph
+    graph.node.extend(nodes)
+    graph.input.append(helper.make_tensor_value_info(input_name, onnx.TensorProto.FLOAT, list(shape)))
+    for name, value in consts.items():
+        if value.nbytes <= _INFERENCE_MAX_BYTES:
+            graph.initializer.append(numpy_helper.from_array(value, name))
+        else:
+            graph.input.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype),
+                                                             list(value.shape)))
+    graph.output.extend(helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, None)
+                        for o in model.graph.output)
     try:
-        inferred = shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
     except Exception:
-        inferred = model
-    types: dict[str, int] = {}
-    graph = inferred.graph
-    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
-        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
-            types[vi.name] = vi.type.tensor_type.elem_type
-    for init in graph.initializer:
-        types[init.name] = init.data_type
-    return types
+        # inference gave up on the whole graph (an op it cannot reason about): the probe decides instead
+        return {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+        ttype = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and ttype.HasField("shape") \
+                and all(d.HasField("dim_value") for d in ttype.shape.dim):
+            shapes[vi.name] = tuple(int(d.dim_value) for d in ttype.shape.dim)
+    return shapes
 
 
-def with_input_shape(model: onnx.ModelProto, input_name: str, shape: tuple[int | str, ...]) -> onnx.ModelProto:
-    """``model`` (changed in place and returned) with input ``input_name`` of the given (possibly symbolic) shape."""
-    copy = model
-    for vi in copy.graph.input:
-        if vi.name == input_name:
-            dims = vi.type.tensor_type.shape.dim
-            del dims[:]
-            for d in shape:
-                dim = dims.add()
-                if isinstance(d, str):
-                    dim.dim_param = d
-                else:
-                    dim.dim_value = int(d)
-    return copy
-
-
-def run_probe(model: InMemoryModel, input_name: str, x: np.ndarray, source: str,
-              types: dict[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Every node output's value for input ``x`` (tensors whose type is unknown are left out)."""
-    types = types if types is not None else tensor_types(model.skeleton)
-    probe = InMemoryModel(onnx.ModelProto(), model.external)
-    probe.skeleton.CopyFrom(model.skeleton)
-    existing = {o.name for o in probe.skeleton.graph.output}
-    for node in probe.skeleton.graph.node:
-        for out in node.output:
-            if out and out not in existing and out in types:
-                probe.skeleton.graph.output.append(helper.make_tensor_value_info(out, types[out], None))
-                existing.add(out)
+def run_model(model: onnx.ModelProto, consts: dict[str, np.ndarray], input_name: str, x: np.ndarray,
+              names: list[str], source: str) -> dict[str, np.ndarray]:
+    """The values of tensors ``names`` of the original model for input ``x``: one ONNX Runtime run, the large
+    initializers handed over from ``consts`` without another copy."""
+    runnable = InMemoryModel.from_model(model, consts)
+    del runnable.skeleton.graph.output[:]
+    runnable.skeleton.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in names)
     try:
-        sess = make_session(probe, "cpu", optimize="basic")
-        names = [o.name for o in sess.get_outputs()]
-        values = sess.run(names, {input_name: x})
+        values = make_session(runnable, "cpu", optimize="basic").run(names, {input_name: x})
     except Exception as exc:
         raise ModelError(f"{source}: ONNX Runtime cannot run the model on an input of shape {list(x.shape)} "
-                         f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:400]})") from None
+                         f"({_describe(exc)})") from None
     return dict(zip(names, values))
 
 
-def evaluate_constant_node(node: onnx.NodeProto, consts: dict[str, np.ndarray], opset: int) -> dict[str, np.ndarray]:
-    """Values of a node whose inputs are all constant, with ONNX's reference evaluator (used where type inference
-    could not name the outputs' types, so the ONNX Runtime probe left them out)."""
-    from onnx import helper
-    from onnx.reference import ReferenceEvaluator
-    feeds = {name: consts[name] for name in node.input if name}
-    inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype),
-                                            list(np.shape(v))) for name, v in feeds.items()]
-    graph = helper.make_graph([node], "constant", inputs, [helper.make_value_info(o, onnx.TypeProto())
-                                                           for o in node.output if o])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+def _import(model: onnx.ModelProto, output: str, source: str) -> gs.Graph:
+    """The model as an onnx-graphsurgeon graph whose only output is ``output`` (initializers stay lazy, not copied)."""
     try:
-        results = ReferenceEvaluator(model).run(None, feeds)
-    except Exception:
-        return {}
-    return {name: np.asarray(value) for name, value in zip(node.output, results) if name}
+        graph = gs.import_onnx(model)
+    except Exception as exc:
+        raise ModelError(f"{source}: onnx-graphsurgeon cannot read the model ({_describe(exc)})") from None
+    graph.outputs = [t for t in graph.outputs if t.name == output]
+    return graph
+
+
+def _fold_graph(graph: gs.Graph, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    """Fold Shape/Size of statically shaped tensors, then every node that reads only constants; drop what that
+    leaves unused."""
+    _fold_shape_ops(graph, shapes)
+    _quiet_onnxruntime()
+    try:
+        # fold_shapes=False: _fold_shape_ops did that, correctly. error_ok=False: a constant sub-graph ONNX Runtime
+        # cannot evaluate is the model's fault, to be reported, not silently left unfolded (it would surface later
+        # as a puzzling "must be a constant" from a converter).
+        graph.toposort().fold_constants(fold_shapes=False, partitioning=None, error_ok=False,
+                                        should_exclude_node=_not_evaluable, recurse_subgraphs=False,
+                                        flatten_subgraphs=False, recurse_functions=False)
+        graph.cleanup()
+    except Exception as exc:
+        raise ModelError(f"{source}: cannot fold the model's constant computations ({_describe(exc)})") from None
+
+
+def _fold_shape_ops(graph: gs.Graph, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Own code: Shape and Size of tensors with a static shape become constants. onnx-graphsurgeon 0.6's shape
+    folding ignores Shape's start/end (opset 15), giving wrong values, and does not fold Size."""
+    for node in graph.nodes:
+        if node.op not in ("Shape", "Size") or _not_evaluable(node) or node.inputs[0].name not in shapes:
+            continue
+        static = shapes[node.inputs[0].name]
+        if node.op == "Size":
+            value = np.array(int(np.prod(static)), np.int64)
+        else:
+            value = np.array(static[node.attrs.get("start", 0):node.attrs.get("end", len(static))], np.int64)
+        out = node.outputs[0]
+        out.to_constant(value)
+        out.inputs.clear()
+
+
+def _quiet_onnxruntime() -> None:
+    """fold_constants opens its ONNX Runtime sessions without options, and their optimiser's warnings about the
+    constant sub-graph ('UnsqueezeElimination cannot remove node ...') are noise to a user: log errors only, the level
+    the project's own sessions use."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)
+
+
+def _not_evaluable(node: gs.Node) -> bool:
+    """Own code: nodes of other domains stay data nodes (ONNX Runtime cannot evaluate custom ops; the converter then
+    refuses them by name, as any unsupported op)."""
+    return (node.domain or "") not in _DEFAULT_DOMAINS
+
+
+def _open(graph: gs.Graph, shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """Data tensors that a node reads or that are the output, without a static shape."""
+    return sorted({t.name for node in graph.nodes for t in node.outputs
+                   if t.name and t.name not in shapes and (t.outputs or t in graph.outputs)})
+
+
+def _node_protos(model: onnx.ModelProto, graph: gs.Graph) -> list[onnx.NodeProto]:
+    """The graph's nodes as the model's own NodeProtos, in the model's (topological) order. Folding only turns
+    tensors into constants and removes nodes, so every remaining node is an original one, attributes untouched."""
+    remaining = {tuple(t.name for t in node.outputs) for node in graph.nodes}
+    return [node for node in model.graph.node if tuple(node.output) in remaining]
+
+
+def _constants(graph: gs.Graph, initializers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every initializer as already loaded (a run of the original model needs them all) and every folded tensor the
+    graph's nodes read."""
+    folded = {name: np.asarray(t.values) for name, t in graph.tensors().items()
+              if isinstance(t, gs.Constant) and name not in initializers}
+    return {**initializers, **folded}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:400]}"

@@ -1,12 +1,36 @@
 """The model's image input: which input it is, its per-sample shape, its layout (NCHW or NHWC), and its opset."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import onnx
 
 from explainer.errors import InputError, ModelError
 
 
+@dataclass(frozen=True)
+class PinnedInput:
+    """The image input: its name, per-sample shape (every dim static) and layout."""
+
+    name: str
+    shape: tuple[int, ...]
+    layout: str
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """The full shape at batch size 1, at which the front end folds and infers shapes."""
+        return (1, *self.shape)
+
+
+def pin_input(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None = None) -> PinnedInput:
+    """The single image input with every non-batch dim static (dynamic ones filled from ``input_shape``)."""
+    vi = image_input(model, source)
+    shape = resolve_input_shape(vi, source, input_shape)
+    return PinnedInput(vi.name, tuple(int(d) for d in shape[1:]), detect_layout(model, vi, shape))
+
+
 def model_opset(model: onnx.ModelProto) -> int:
+    """The model's default-domain opset (1 when it imports none)."""
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             return int(imp.version)
@@ -27,7 +51,7 @@ def image_input(model: onnx.ModelProto, source: str) -> onnx.ValueInfoProto:
 
 
 def resolve_input_shape(vi: onnx.ValueInfoProto, source: str,
-                        input_shape: tuple[int, ...] | None) -> tuple[tuple[int | None, ...], int]:
+                        input_shape: tuple[int, ...] | None) -> tuple[int | None, ...]:
     """The input's shape with the batch axis as None, filling dynamic dims from ``input_shape``."""
     ttype = vi.type.tensor_type
     if ttype.elem_type != onnx.TensorProto.FLOAT:
@@ -36,7 +60,7 @@ def resolve_input_shape(vi: onnx.ValueInfoProto, source: str,
     if not ttype.HasField("shape"):
         if input_shape is None:
             raise InputError(f"{source}: input '{vi.name}' has no shape; pass input_shape=(C, H, W)")
-        return (None, *input_shape), len(input_shape) + 1
+        return (None, *input_shape)
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in ttype.shape.dim]
     rank = len(dims)
     if rank < 2:
@@ -58,7 +82,7 @@ def resolve_input_shape(vi: onnx.ValueInfoProto, source: str,
     if missing:
         raise InputError(f"{source}: input '{vi.name}' has dynamic dims {missing} "
                          f"(shape {[d if d else '?' for d in dims]}); pass input_shape / --size")
-    return (None, *dims[1:]), rank
+    return (None, *dims[1:])
 
 
 _PASS_THROUGH = {"Cast", "Identity", "Sub", "Div", "Mul", "Add"}

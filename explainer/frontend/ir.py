@@ -1,7 +1,8 @@
-"""The canonical graph: a small, explicit IR that the canonicaliser produces and the rewriter walks.
+"""The canonical graph: a small, explicit IR that the front end produces and the relevance back end walks.
 
-Every node has one canonical op type (see ``CANONICAL_OPS``), data inputs by tensor name, and its constant parameters
-as NumPy arrays, so that emitters never need to look at how the original exporter spelled things.
+Every node has one canonical op type (a key of ``explainer.ops.OPS``; each op's module says what its converters put
+in ``attrs`` and ``params``), data inputs by tensor name, and its constant parameters as NumPy arrays, so that the
+back end never needs to look at how the original exporter spelled things.
 """
 from __future__ import annotations
 
@@ -9,25 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-#: canonical op -> short description (what the canonicaliser may emit; emitters exist for all of them)
-CANONICAL_OPS = {
-    "Conv": "convolution (weights W [O, I/g, *k], bias B [O])",
-    "Dense": "fully connected layer on [N, in] (W [in, out], B [out])",
-    "Affine": "element-wise x * scale + shift with constant, broadcastable scale/shift (BatchNorm, normalisation)",
-    "Activation": "element-wise activation (kind in attrs)",
-    "MaxPool": "max pooling",
-    "AveragePool": "average pooling",
-    "GlobalAveragePool": "mean over spatial axes",
-    "LRN": "local response normalisation",
-    "Reshape": "reshape to a static shape (batch axis kept as -1)",
-    "Transpose": "axis permutation",
-    "Pad": "constant padding",
-    "Slice": "static slice",
-    "Concat": "concatenation of data (and constant) tensors",
-    "Add": "sum of several data tensors (residual branches)",
-    "Mul": "x * gate, the gate a sigmoid of data (squeeze-excitation)",
-}
 
 
 @dataclass

@@ -22,19 +22,17 @@ means and of the three stds (mean 0.449, std 0.226 for ``imagenet``), and no BGR
 """
 from __future__ import annotations
 
-import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from explainer.errors import InputError
 from explainer.images.io import load_image
-
-LAYOUTS = ("NCHW", "NHWC")
-"""Supported model input layouts."""
+from explainer.images.spec import InputSpec, as_hw, check_layout, is_positive_int
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,7 +104,7 @@ def preprocessing(
     key = name.lower() if isinstance(name, str) else name
     if key not in _PRESETS:
         raise InputError(f"unknown preprocessing {name!r}; choose one of {', '.join(PRESETS)}")
-    if not _is_positive_int(channels) or channels not in (1, 3):
+    if not is_positive_int(channels) or channels not in (1, 3):
         raise InputError(f"preprocessing {key!r}: models with {channels} input channels are not supported (1 or 3)")
     base_mean, base_std, scale, bgr = _PRESETS[key]
     if channels == 1:
@@ -134,30 +132,6 @@ def _per_channel(values: Sequence[float], channels: int, what: str, preset: str)
     return numbers
 
 
-def _is_positive_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-
-
-def _check_layout(layout: str) -> str:
-    upper = layout.upper() if isinstance(layout, str) else layout
-    if upper not in LAYOUTS:
-        raise InputError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
-    return upper
-
-
-def _as_hw(size: int | Sequence[int], what: str = "size") -> tuple[int, int]:
-    """``224 -> (224, 224)``; ``(h, w) -> (h, w)``; both positive integers."""
-    try:
-        if isinstance(size, bool):
-            raise TypeError
-        pair = (operator.index(size),) * 2 if np.ndim(size) == 0 else tuple(operator.index(v) for v in size)
-    except TypeError as exc:
-        raise InputError(f"{what} must be an integer or a (height, width) pair of integers, got {size!r}") from exc
-    if len(pair) != 2 or min(pair) < 1:
-        raise InputError(f"{what} must be a positive integer or a (height, width) pair, got {size!r}")
-    return pair[0], pair[1]
-
-
 def resize_center_crop(
     image: np.ndarray, size: int | tuple[int, int], *, resize: int | None = None
 ) -> np.ndarray:
@@ -181,13 +155,13 @@ def resize_center_crop(
         )
     if min(array.shape[:2]) < 1:
         raise InputError(f"resize_center_crop: image of shape {array.shape} is empty")
-    crop_h, crop_w = _as_hw(size)
+    crop_h, crop_w = as_hw(size)
     if array.shape[:2] == (crop_h, crop_w) and resize is None:
         return np.ascontiguousarray(array)
     short_crop = min(crop_h, crop_w)
     if resize is not None and np.ndim(resize) != 0:
         raise InputError(f"resize must be one integer (the shorter side), got {resize!r}")
-    cover_short = round(short_crop * _RESIZE_RATIO) if resize is None else _as_hw(resize, "resize")[0]
+    cover_short = round(short_crop * _RESIZE_RATIO) if resize is None else as_hw(resize, "resize")[0]
     if cover_short < short_crop:
         raise InputError(f"resize ({cover_short}) must be at least the crop's shorter side ({short_crop})")
     cover_h = cover_short if crop_h == short_crop else round(cover_short * crop_h / short_crop)
@@ -246,7 +220,7 @@ def to_model_input(
     ``images`` is one image (``H x W`` or ``H x W x C``), an ``N x H x W x C`` uint8 array or a
     list of equal-shape images; ``C`` must equal ``prep.channels``.
     """
-    layout = _check_layout(layout)
+    layout = check_layout(layout)
     batch = _stack_uint8(images)
     if batch.shape[3] != prep.channels:
         raise InputError(
@@ -263,7 +237,7 @@ def to_model_input(
 
 def from_model_input(x: np.ndarray, prep: Preprocessing, layout: str = "NCHW") -> np.ndarray:
     """Invert :func:`to_model_input`: float batch -> uint8 ``N x H x W x C`` RGB/gray (rounded, clipped)."""
-    layout = _check_layout(layout)
+    layout = check_layout(layout)
     values = np.asarray(x, dtype=np.float64)
     if values.ndim != 4:
         raise InputError(f"from_model_input: expected a 4-D {layout} batch, got shape {values.shape}")
@@ -296,83 +270,6 @@ def input_bounds(prep: Preprocessing, channels: int) -> tuple[np.ndarray, np.nda
     extremes[:, :, 1, :] = 255
     values = to_model_input(extremes, prep, layout="NHWC")[0, 0]
     return values[0].copy(), values[1].copy()
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What a model's image input expects: layout, channels and (possibly dynamic) spatial size.
-
-    ``height``/``width`` of ``None`` mean dynamic; :meth:`resolve` then needs an explicit size.
-    """
-
-    layout: str
-    channels: int
-    height: int | None = None
-    width: int | None = None
-    name: str = "input"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "layout", _check_layout(self.layout))
-        if not _is_positive_int(self.channels):
-            raise InputError(
-                f"model input '{self.name}': channel count must be a positive integer, got {self.channels!r}"
-            )
-        for what, value in (("height", self.height), ("width", self.width)):
-            if value is not None and not _is_positive_int(value):
-                raise InputError(f"model input '{self.name}': {what} must be a positive integer or None, got {value!r}")
-
-    @classmethod
-    def from_shape(
-        cls, shape: Sequence[int | str | None], layout: str | None = None, name: str = "input"
-    ) -> InputSpec:
-        """Build from a 4-D model input shape; non-positive, ``None`` or named dims are dynamic.
-
-        Without ``layout`` it is inferred: NCHW if dim 1 is 1 or 3, else NHWC if dim 3 is 1 or 3.
-        """
-        dims = [int(d) if _is_positive_int(d) else None for d in shape]
-        if len(dims) != 4:
-            raise InputError(f"model input '{name}' has shape {list(shape)}; expected a 4-D image batch")
-        if layout is None:
-            if dims[1] in (1, 3):
-                layout = "NCHW"
-            elif dims[3] in (1, 3):
-                layout = "NHWC"
-            else:
-                raise InputError(
-                    f"model input '{name}' has shape {list(shape)}: cannot tell the channel axis; "
-                    "give the layout (NCHW or NHWC)"
-                )
-        layout = _check_layout(layout)
-        c, h, w = (dims[1], dims[2], dims[3]) if layout == "NCHW" else (dims[3], dims[1], dims[2])
-        if c is None:
-            raise InputError(
-                f"model input '{name}' has shape {list(shape)} with a dynamic channel dimension ({layout})"
-            )
-        return cls(layout=layout, channels=c, height=h, width=w, name=name)
-
-    def resolve(self, size: int | tuple[int, int] | None = None) -> tuple[int, int]:
-        """Spatial size (H, W) to feed: ``size`` if given (must agree with static dims), else the static dims."""
-        if size is None:
-            if self.height is None or self.width is None:
-                dynamic = " and ".join(d for d, v in (("height", self.height), ("width", self.width)) if v is None)
-                raise InputError(
-                    f"model input '{self.name}' has a dynamic {dynamic}; pass an explicit size (--size, e.g. 224)"
-                )
-            return self.height, self.width
-        height, width = _as_hw(size)
-        for what, fixed, wanted in (("height", self.height, height), ("width", self.width, width)):
-            if fixed is not None and fixed != wanted:
-                raise InputError(
-                    f"model input '{self.name}' has a fixed {what} of {fixed}, but size {size!r} asks for {wanted}"
-                )
-        return height, width
-
-    def batch_shape(self, batch: int, size: int | tuple[int, int] | None = None) -> tuple[int, int, int, int]:
-        """Concrete input shape for ``batch`` images at the resolved size, in this spec's layout."""
-        height, width = self.resolve(size)
-        if self.layout == "NCHW":
-            return batch, self.channels, height, width
-        return batch, height, width, self.channels
 
 
 def load_batch(

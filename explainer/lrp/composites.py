@@ -3,15 +3,25 @@
 The named composites match Zennit's definitions of the same name (ε = 1e-6 for dense layers, stabiliser 1e-6,
 γ = 0.25, average pooling and residual sums with the Norm rule, activations and BatchNorm pass-through, max-pooling
 winner-take-all).
+
+Parameters (``make_composite``) are never silently ignored:
+- with a method name they are the method's own (its factory's signature); anything else is an InputError;
+- with a spec (a dict, or a list of (predicate, rule) pairs) they are defaults for the rules the spec *names*
+  (``"epsilon"``, ``{"rule": "zplus"}``; a rule's own parameters win), and each must be taken by one of them;
+- with a ``Composite`` object they are refused: pass them to ``make_composite`` or to the rules.
+``low``/``high`` are the model input's bounds, not a rule parameter: methods and spec rules that use the zB rule take
+them as their bounds; the Explainer also uses them to know the input's range (``input_bounds``).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from explainer.errors import InputError
 from explainer.lrp.rules import (
     AlphaBeta,
     DeconvNet,
@@ -20,60 +30,120 @@ from explainer.lrp.rules import (
     Gamma,
     Gradient,
     GuidedBackprop,
+    InputBounds,
+    LinearRule,
     Norm,
     Pass,
     Rule,
+    Vocabulary,
     ZBox,
     ZPlus,
+    call_with,
+    check_number,
     make_rule,
+    parameters,
+    rule_parameters,
 )
 
-#: layer kinds the rewriter asks about
-LINEAR_KINDS = ("conv", "dense")
-KINDS = ("conv", "dense", "activation", "maxpool", "avgpool", "add", "mul", "affine", "lrn")
+
+class LayerKind(Vocabulary):
+    """The closed vocabulary of layer kinds composites match on (each op declares one; plain strings compare equal)."""
+
+    CONV = "conv"
+    DENSE = "dense"
+    ACTIVATION = "activation"
+    MAXPOOL = "maxpool"
+    AVGPOOL = "avgpool"
+    ADD = "add"
+    MUL = "mul"
+    AFFINE = "affine"
+    LRN = "lrn"
+    STRUCTURAL = "structural"  #: reshapes, transposes, pads, concatenations: they only route relevance
+
+
+#: layer kinds the relevance-graph builder treats as linear layers
+LINEAR_KINDS = (LayerKind.CONV, LayerKind.DENSE)
+#: the kinds a composite spec may name
+KINDS = tuple(k for k in LayerKind if k is not LayerKind.STRUCTURAL)
+
+
+class Seed(Vocabulary):
+    """What the relevance starts from at the output."""
+
+    LOGIT = "logit"  #: one-hot × logit (LRP)
+    ONE = "one"      #: one-hot (gradient-like methods)
 
 
 @dataclass(frozen=True)
 class Layer:
     """What a predicate sees: the layer's kind, name, op, and whether it is the first linear layer."""
 
-    kind: str
+    kind: LayerKind | str
     name: str
     op: str
     first: bool = False
     activation: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", LayerKind(self.kind))
+
 
 Predicate = Callable[[Layer], bool]
 
 
-def kind(*kinds: str) -> Predicate:
-    def match(layer: Layer) -> bool:
-        return layer.kind in kinds
-    match.__name__ = "kind(" + ",".join(kinds) + ")"
-    return match
+def _kinds(kinds: Sequence[str]) -> tuple[LayerKind, ...]:
+    return tuple(LayerKind.parse(k, "layer kind") for k in kinds)
 
 
-def first(*kinds: str) -> Predicate:
+@dataclass(frozen=True)
+class KindIs:
+    """Layers of the given kinds."""
+
+    kinds: tuple[LayerKind, ...]
+
+    def __call__(self, layer: Layer) -> bool:
+        return layer.kind in self.kinds
+
+
+@dataclass(frozen=True)
+class FirstLayer:
     """The first linear layer(s) after the input, optionally only of the given kinds."""
-    def match(layer: Layer) -> bool:
-        return layer.first and (not kinds or layer.kind in kinds)
-    match.__name__ = "first(" + ",".join(kinds) + ")"
-    return match
+
+    kinds: tuple[LayerKind, ...] = ()
+
+    def __call__(self, layer: Layer) -> bool:
+        return layer.first and (not self.kinds or layer.kind in self.kinds)
 
 
-def name_matches(pattern: str) -> Predicate:
-    regex = re.compile(pattern)
+@dataclass(frozen=True)
+class NameMatches:
+    """Layers whose name matches a regular expression (``re.search``)."""
 
-    def match(layer: Layer) -> bool:
-        return bool(regex.search(layer.name))
-    match.__name__ = f"name~{pattern}"
-    return match
+    pattern: str
+
+    def __call__(self, layer: Layer) -> bool:
+        return re.search(self.pattern, layer.name) is not None
+
+
+def kind(*kinds: str) -> KindIs:
+    return KindIs(_kinds(kinds))
+
+
+def first(*kinds: str) -> FirstLayer:
+    return FirstLayer(_kinds(kinds))
+
+
+def name_matches(pattern: str) -> NameMatches:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InputError(f"bad layer-name pattern {pattern!r}: {exc}") from None
+    return NameMatches(pattern)
 
 
 def relu_only(layer: Layer) -> bool:
     """Rectifiers: ReLU and clips with a lower bound of 0 (ReLU6), where DeconvNet/guided backprop apply."""
-    return layer.kind == "activation" and layer.activation in ("relu", "relu6")
+    return layer.kind == LayerKind.ACTIVATION and layer.activation in ("relu", "relu6")
 
 
 @dataclass
@@ -84,10 +154,12 @@ class Composite:
     name: str
     rules: list[tuple[Predicate, Rule]]
     times_input: bool = False
-    seed: str = "logit"
-    needs_bounds: bool = False
+    seed: Seed | str = Seed.LOGIT
     description: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.seed = Seed.parse(self.seed, "seed")
 
     def rule_for(self, layer: Layer) -> Rule:
         for predicate, rule in self.rules:
@@ -95,22 +167,60 @@ class Composite:
                 return rule
         return Gradient()
 
+    @property
+    def signal(self) -> bool:
+        """Whether the output is a gradient-like signal (seed 'one', no input multiplication) rather than relevance:
+        its sign carries no evidence, so heatmaps take its norm over channels."""
+        return self.seed is Seed.ONE and not self.times_input
+
+    @property
+    def needs_bounds(self) -> bool:
+        """Whether a rule uses the input bounds (the zB rule)."""
+        return any(isinstance(r, LinearRule) and r.uses_bounds for _, r in self.rules)
+
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], name: str = "custom") -> "Composite":
+    def from_spec(cls, spec: dict[str, Any], name: str = "custom", *, low: Any = None, high: Any = None,
+                  **params: Any) -> Composite:
         """A composite from data, e.g. ``{"first": "flat", "conv": "zplus", "dense": {"rule": "epsilon",
-        "epsilon": 0.25}}``; keys are 'first', layer kinds, or 'name:<regex>'. Unlisted kinds get LRP defaults."""
-        rules: list[tuple[Predicate, Rule]] = []
+        "epsilon": 0.25}}``; keys are 'first', layer kinds, or 'name:<regex>'. Unlisted kinds get LRP defaults.
+
+        'first' and 'name:' entries are more specific than kind entries and take precedence over them (otherwise the
+        spec's order holds). ``params`` are defaults for the rules the spec names, ``low``/``high`` for its zB rules.
+        """
+        entries: list[tuple[int, Predicate, Any]] = []
         for key, value in spec.items():
             if key == "first":
-                rules.append((first(), make_rule(value)))
-            elif key.startswith("name:"):
-                rules.append((name_matches(key[5:]), make_rule(value)))
+                entries.append((_SPECIFIC, first(), value))
+            elif isinstance(key, str) and key.startswith("name:"):
+                entries.append((_SPECIFIC, name_matches(key[5:]), value))
             elif key in KINDS:
-                rules.append((kind(key), make_rule(value)))
+                entries.append((_GENERAL, kind(key), value))
             else:
-                raise ValueError(f"unknown composite key '{key}'; use 'first', 'name:<regex>' or one of {KINDS}")
-        rules.sort(key=lambda pr: 0 if pr[0].__name__.startswith(("first", "name~")) else 1)
+                raise InputError(f"unknown composite key '{key}'; use 'first', 'name:<regex>' or one of: "
+                                 f"{', '.join(KINDS)}")
+        entries.sort(key=lambda e: e[0])
+        rules = _spec_rules([(p, v) for _, p, v in entries], params, low, high)
         return cls(name, rules + _lrp_base(), description="user-defined composite")
+
+
+#: precedence of spec entries (lower first): specific layers before layer kinds
+_SPECIFIC, _GENERAL = 0, 1
+
+
+def _spec_rules(pairs: Sequence[tuple[Predicate, Any]], params: dict[str, Any], low: Any, high: Any,
+                ) -> list[tuple[Predicate, Rule]]:
+    """Rules for (predicate, rule spec) pairs with ``params`` as defaults; each parameter must be taken by one."""
+    defaults = dict(params, low=low, high=high)
+    rules, taken = [], set()
+    for predicate, value in pairs:
+        rules.append((predicate, make_rule(value, defaults)))
+        taken.update(rule_parameters(value))
+    unused = [k for k in params if k not in taken]
+    if unused:
+        listed = ", ".join(sorted(taken)) if taken else "none: it names no rule"
+        raise InputError(f"no rule of the composite spec takes {', '.join(map(repr, unused))} (its named rules "
+                         f"take: {listed}); give parameters in a rule, e.g. {{'rule': 'epsilon', 'epsilon': 0.1}}")
+    return rules
 
 
 def _lrp_base(stabiliser: float = 1e-6) -> list[tuple[Predicate, Rule]]:
@@ -118,42 +228,44 @@ def _lrp_base(stabiliser: float = 1e-6) -> list[tuple[Predicate, Rule]]:
     return [(kind("activation", "affine", "lrn", "mul"), Pass()), (kind("avgpool", "add"), Norm(stabiliser))]
 
 
-def gradient(**_: Any) -> Composite:
-    return Composite("gradient", [], seed="one", description="sensitivity: the plain gradient of the target logit")
+def gradient() -> Composite:
+    return Composite("gradient", [], seed=Seed.ONE, description="sensitivity: the plain gradient of the target logit")
 
 
-def gradient_x_input(**_: Any) -> Composite:
-    return Composite("gradient-x-input", [], times_input=True, seed="one", description="gradient times input")
+def gradient_x_input() -> Composite:
+    return Composite("gradient-x-input", [], times_input=True, seed=Seed.ONE, description="gradient times input")
 
 
-def lrp_0(**_: Any) -> Composite:
-    return Composite("lrp-0", [(kind(*LINEAR_KINDS, "affine"), Epsilon(0.0))] + _lrp_base(0.0),
+def lrp_0() -> Composite:
+    return Composite("lrp-0", [(kind("conv", "dense", "affine"), Epsilon(0.0))] + _lrp_base(0.0),
                      description="LRP-0 on every linear layer, unfolded BatchNorm/normalisation included, and "
-                                 "unstabilised sums and average pools, so that LRP-0 equals gradient×input on ReLU nets")
+                                 "unstabilised sums and average pools, so that LRP-0 equals gradient×input on ReLU "
+                                 "nets")
 
 
-def lrp_epsilon(epsilon: float = 0.01, **_: Any) -> Composite:
-    return Composite("lrp-epsilon", [(kind(*LINEAR_KINDS, "affine"), Epsilon(epsilon))] + _lrp_base(),
+def lrp_epsilon(epsilon: float = 0.01) -> Composite:
+    return Composite("lrp-epsilon", [(kind("conv", "dense", "affine"), Epsilon(epsilon))] + _lrp_base(),
                      description=f"LRP-ε on every linear layer, unfolded BatchNorm included (ε = {epsilon})",
                      params={"epsilon": epsilon})
 
 
-def deconvnet(**_: Any) -> Composite:
-    return Composite("deconvnet", [(relu_only, DeconvNet())], seed="one", description="DeconvNet: ReLU applied to the signal")
+def deconvnet() -> Composite:
+    return Composite("deconvnet", [(relu_only, DeconvNet())], seed=Seed.ONE,
+                     description="DeconvNet: ReLU applied to the signal")
 
 
-def guided_backprop(**_: Any) -> Composite:
-    return Composite("guided-backprop", [(relu_only, GuidedBackprop())], seed="one",
+def guided_backprop() -> Composite:
+    return Composite("guided-backprop", [(relu_only, GuidedBackprop())], seed=Seed.ONE,
                      description="guided backpropagation: gradient masked by forward ReLU and positive signal")
 
 
-def epsilon_plus(epsilon: float = 1e-6, stabiliser: float = 1e-6, **_: Any) -> Composite:
+def epsilon_plus(epsilon: float = 1e-6, stabiliser: float = 1e-6) -> Composite:
     return Composite("epsilon-plus", [(kind("conv"), ZPlus(stabiliser)), (kind("dense"), Epsilon(epsilon))]
                      + _lrp_base(stabiliser), description="conv: z+, dense: ε",
                      params={"epsilon": epsilon, "stabiliser": stabiliser})
 
 
-def epsilon_plus_flat(epsilon: float = 1e-6, stabiliser: float = 1e-6, **_: Any) -> Composite:
+def epsilon_plus_flat(epsilon: float = 1e-6, stabiliser: float = 1e-6) -> Composite:
     return Composite("epsilon-plus-flat", [(first(), Flat(stabiliser)), (kind("conv"), ZPlus(stabiliser)),
                                            (kind("dense"), Epsilon(epsilon))] + _lrp_base(stabiliser),
                      description="first layer: flat, conv: z+, dense: ε",
@@ -161,24 +273,24 @@ def epsilon_plus_flat(epsilon: float = 1e-6, stabiliser: float = 1e-6, **_: Any)
 
 
 def epsilon_gamma_box(low: Any = None, high: Any = None, epsilon: float = 1e-6, gamma: float = 0.25,
-                      stabiliser: float = 1e-6, **_: Any) -> Composite:
+                      stabiliser: float = 1e-6) -> Composite:
     if low is None or high is None:
-        raise ValueError("epsilon-gamma-box needs the input bounds low and high (e.g. from the preprocessing)")
-    return Composite("epsilon-gamma-box", [(first("conv"), ZBox(low, high, stabiliser)),
-                                           (kind("conv"), Gamma(gamma, stabiliser)),
+        raise InputError("epsilon-gamma-box needs the input bounds low and high (e.g. from the preprocessing)")
+    box = ZBox(low, high, stabiliser)
+    return Composite("epsilon-gamma-box", [(first("conv"), box), (kind("conv"), Gamma(gamma, stabiliser)),
                                            (kind("dense"), Epsilon(epsilon))] + _lrp_base(stabiliser),
-                     needs_bounds=True, description="first conv: zB, conv: γ, dense: ε",
+                     description="first conv: zB, conv: γ, dense: ε",
                      params={"epsilon": epsilon, "gamma": gamma, "stabiliser": stabiliser,
                              "low": np.asarray(low).tolist(), "high": np.asarray(high).tolist()})
 
 
-def epsilon_alpha2_beta1(epsilon: float = 1e-6, stabiliser: float = 1e-6, **_: Any) -> Composite:
+def epsilon_alpha2_beta1(epsilon: float = 1e-6, stabiliser: float = 1e-6) -> Composite:
     return Composite("epsilon-alpha2-beta1", [(kind("conv"), AlphaBeta(2.0, 1.0, stabiliser)),
                                               (kind("dense"), Epsilon(epsilon))] + _lrp_base(stabiliser),
                      description="conv: α2β1, dense: ε", params={"epsilon": epsilon, "stabiliser": stabiliser})
 
 
-def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabiliser: float = 1e-6, **_: Any) -> Composite:
+def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabiliser: float = 1e-6) -> Composite:
     return Composite("epsilon-alpha2-beta1-flat", [(first(), Flat(stabiliser)),
                                                    (kind("conv"), AlphaBeta(2.0, 1.0, stabiliser)),
                                                    (kind("dense"), Epsilon(epsilon))] + _lrp_base(stabiliser),
@@ -186,7 +298,7 @@ def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabiliser: float = 1e-6, *
                      params={"epsilon": epsilon, "stabiliser": stabiliser})
 
 
-def sr_paper(stabiliser: float = 1e-9, **_: Any) -> Composite:
+def sr_paper(stabiliser: float = 1e-9) -> Composite:
     """Li et al. 2017 (SR map paper): conv (incl. first) LRP-0 with bias, dense z+ without bias, stabiliser 1e-9."""
     return Composite("sr-paper", [(kind("conv"), Epsilon(stabiliser)), (kind("dense"), ZPlus(stabiliser, bias=False))]
                      + _lrp_base(stabiliser), description="conv: LRP-0 (+1e-9), dense: z+ without bias",
@@ -209,32 +321,72 @@ METHODS: dict[str, Callable[..., Composite]] = {
 }
 
 
-def _check_params(params: dict[str, Any]) -> None:
-    for name in ("epsilon", "gamma"):
-        value = params.get(name)
-        if value is not None and not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    stab = params.get("stabiliser")
-    if stab is not None and not (np.isfinite(stab) and stab > 0):
-        raise ValueError(f"stabiliser must be a finite number > 0, got {stab}")
-    low, high = params.get("low"), params.get("high")
-    if low is not None and high is not None:
-        lo, hi = np.asarray(low, np.float64), np.asarray(high, np.float64)
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-            raise ValueError("the input bounds low/high must be finite")
-        if np.any(lo >= hi):
-            raise ValueError(f"the input bounds need low < high (got low={lo.tolist()}, high={hi.tolist()})")
-
-
-def make_composite(method: str | Composite | dict | Sequence, **params: Any) -> Composite:
-    """A composite from a method name (with rule parameters as keywords), a spec dict, or a Composite."""
-    _check_params(params)
-    if isinstance(method, Composite):
-        return method
-    if isinstance(method, dict):
-        return Composite.from_spec(method)
-    if isinstance(method, (list, tuple)):
-        return Composite("custom", [(p, make_rule(r)) for p, r in method] + _lrp_base())
+def method_parameters(method: str) -> tuple[str, ...]:
+    """The parameters a named method takes (``low``/``high`` only where it uses the zB rule)."""
     if method not in METHODS:
-        raise ValueError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
-    return METHODS[method](**params)
+        raise InputError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
+    return parameters(METHODS[method])
+
+
+def params_for(methods: Sequence[str], params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """For several named methods sharing one set of parameters (the CLI's ``--epsilon``, ``evaluate(..., gamma=)``):
+    each method's share of ``params``. A parameter no method takes is an InputError."""
+    shares = {m: {k: v for k, v in params.items() if k in method_parameters(m)} for m in methods}
+    unused = [k for k in params if not any(k in share for share in shares.values())]
+    if unused:
+        raise InputError(f"none of the methods {', '.join(methods)} takes {', '.join(map(repr, unused))}")
+    return shares
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    """Values of the methods' shared parameters (a user's stabiliser must be > 0), refused before any model work."""
+    for name in ("epsilon", "gamma", "stabiliser"):
+        if name in params:
+            check_number(name, params[name], allow_zero=name != "stabiliser")
+
+
+def make_composite(method: str | Composite | dict | Sequence, *, low: Any = None, high: Any = None,
+                   **params: Any) -> Composite:
+    """A composite from a method name (with its parameters as keywords), a spec (dict or (predicate, rule) pairs,
+    ``params`` as defaults for the rules it names), or a Composite (no parameters). See the module docstring."""
+    if isinstance(method, Composite):
+        if params:
+            raise InputError(f"pass parameters to make_composite or the rule, not with a Composite (got "
+                             f"{', '.join(map(repr, params))} for composite '{method.name}')")
+        return method
+    _check_params(params)
+    if (low is None) != (high is None):
+        raise InputError("give both input bounds low and high, or neither")
+    if low is not None:
+        InputBounds(low, high)
+    if isinstance(method, dict):
+        return Composite.from_spec(method, low=low, high=high, **params)
+    if isinstance(method, (list, tuple)):
+        return Composite("custom", _spec_rules(method, params, low, high) + _lrp_base(),
+                         description="user-defined composite")
+    if not isinstance(method, str) or method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    factory = METHODS[method]
+    if "low" in parameters(factory):
+        params = dict(params, low=low, high=high)
+    return call_with(factory, f"method '{method}'", params)
+
+
+def input_bounds(composite: Composite, low: Any = None, high: Any = None) -> tuple[Any, Any]:
+    """The input bounds the relevance graph is built with: those of the composite's zB rules, which must agree with
+    each other and with ``low``/``high`` where both are given; else ``low``/``high`` (None when not given)."""
+    own = {r.bounds for _, r in composite.rules if isinstance(r, LinearRule) and r.bounds is not None}
+    given = None if low is None or high is None else InputBounds(low, high)
+    if len(own) > 1:
+        raise InputError(f"the zB rules of composite '{composite.name}' have different input bounds "
+                         f"({', '.join(map(repr, own))}); the relevance graph takes one set of bounds")
+    if own:
+        (bounds,) = own
+        if given is not None and given != bounds:
+            raise InputError(f"the input bounds low/high {given!r} differ from those of the zB rule of composite "
+                             f"'{composite.name}' {bounds!r}; give the bounds once")
+        return bounds.low, bounds.high
+    if composite.needs_bounds and given is None:
+        raise InputError(f"composite '{composite.name}' uses the zB rule without bounds: pass low= and high= (or give "
+                         "them to the rule: ZBox(low, high), {'rule': 'zbox', 'low': ..., 'high': ...})")
+    return low, high

@@ -1,4 +1,4 @@
-"""LRP rules as small data objects: *what* to modify, never *how* to emit it (that is ``emitters/``).
+"""LRP rules as small data objects: *what* to modify, never *how* to emit it (``relevance/linear_rule.py`` does that).
 
 A linear-layer rule (``LinearRule``) is a list of term groups. Each term modifies the layer's input and parameters;
 each group shares one stabilised denominator (the sum of its terms' outputs) and has a coefficient in the final sum:
@@ -7,66 +7,208 @@ each group shares one stabilised denominator (the sum of its terms' outputs) and
 
 with z'_t = layer(a'_t; W'_t, b'_t). ``multiply_input=False`` drops a'_t from the last product (flat, w²);
 ``normalise=False`` drops the division (plain gradient). This covers LRP-0, ε, γ, αβ, z⁺, zB, flat, w² and the gradient,
-with the same parameter and bias conventions as Zennit.
+with the same parameter and bias conventions as Zennit. Parameter modifications are named ``WeightMod`` objects,
+compared by value (``gamma_mod(0.25, POSITIVE)`` twice is one modification); a user's own function is wrapped into one.
 
 Non-linear layers take one of the element-wise rules ``Pass``, ``Gradient``, ``Norm``, ``DeconvNet``,
-``GuidedBackprop``.
+``GuidedBackprop``. ``Epsilon``, ``ZPlus``, ``Gamma`` … are factory functions returning a ``LinearRule`` (check
+``isinstance(rule, LinearRule)``, never against a factory).
 """
 from __future__ import annotations
 
+import functools
+import inspect
+import re
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable
+from enum import Enum
+from typing import Any, ClassVar
 
 import numpy as np
 
+from explainer.errors import InputError
+
 Array = np.ndarray
-WeightMod = Callable[[Array], Array]
 
 
-def _identity(w: Array) -> Array:
-    return w
+class Vocabulary(str, Enum):
+    """A closed set of names whose members compare equal to, hash like and print as their plain strings."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def parse(cls, value: Any, what: str) -> Any:
+        """The member named ``value``; an InputError listing the names when there is none."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise InputError(f"unknown {what} {value!r}; use one of: {', '.join(cls)}") from None
 
 
-def _positive(w: Array) -> Array:
-    return np.maximum(w, 0)
+class TermInput(Vocabulary):
+    """The modified input a'_t of a term."""
+
+    X = "x"          #: the layer's input
+    POS = "pos"      #: its positive part
+    NEG = "neg"      #: its negative part
+    ONES = "ones"    #: ones (flat, w²)
+    LOW = "low"      #: the zB rule's lower input bound
+    HIGH = "high"    #: the zB rule's upper input bound
 
 
-def _negative(w: Array) -> Array:
-    return np.minimum(w, 0)
+class Gate(Vocabulary):
+    """Which outputs a term group keeps, by the sign of the layer's unmodified output."""
+
+    POS = "pos"
+    NEG = "neg"
 
 
-def _ones(w: Array) -> Array:
-    return np.ones_like(w)
+@dataclass(frozen=True)
+class WeightMod:
+    """A named modification of a layer parameter (weight or bias), compared, hashed and cached by ``key``.
+
+    ``name`` labels the modified initializer in the relevance graph. The built-in modifications have value keys
+    (``gamma_mod(0.25, POSITIVE).key == ("gamma", 0.25, ("positive",))``); ``WeightMod.wrap`` gives a user's function a
+    key of its own (its object identity: the WeightMod holds the function, so two live wrappers of distinct functions
+    never share a key), so distinct functions never share modified weights, whatever their ``__name__``.
+    """
+
+    name: str = field(compare=False)
+    fn: Callable[[Array], Array] = field(compare=False, repr=False)
+    key: Hashable
+
+    def __call__(self, w: Array) -> Array:
+        return self.fn(w)
+
+    @classmethod
+    def wrap(cls, fn: WeightMod | Callable[[Array], Array]) -> WeightMod:
+        """``fn`` itself when it is a WeightMod, else a WeightMod keyed by the function's identity."""
+        if isinstance(fn, WeightMod):
+            return fn
+        if not callable(fn):
+            raise InputError(f"a weight modification must be a WeightMod or a function of the weight array, "
+                             f"got {type(fn).__name__}")
+        label = re.sub(r"[^0-9A-Za-z]", "", getattr(fn, "__name__", type(fn).__name__)) or "fn"
+        return cls(f"user{label}", fn, ("user", id(fn)))
 
 
-def _square(w: Array) -> Array:
-    return w * w
+IDENTITY = WeightMod("identity", lambda w: w, ("identity",))
+POSITIVE = WeightMod("positive", lambda w: np.maximum(w, 0), ("positive",))
+NEGATIVE = WeightMod("negative", lambda w: np.minimum(w, 0), ("negative",))
+ONES = WeightMod("ones", np.ones_like, ("ones",))
+SQUARE = WeightMod("square", lambda w: w * w, ("square",))
 
 
-def _gamma(gamma: float, part: WeightMod) -> WeightMod:
-    def mod(w: Array) -> Array:
-        return w + gamma * part(w)
-    mod.__name__ = f"gamma_{gamma}_{part.__name__}"
-    return mod
+def _add_scaled(gamma: float, part: WeightMod, w: Array) -> Array:
+    return w + gamma * part(w)
+
+
+def gamma_mod(value: float, part: WeightMod) -> WeightMod:
+    """w + γ·part(w) (γ rule); two modifications with the same γ and part are equal."""
+    value = float(value)
+    return WeightMod(f"gamma{value:g}_{part.name}", functools.partial(_add_scaled, value, part),
+                     ("gamma", value, part.key))
 
 
 @dataclass(frozen=True)
 class Term:
-    """One modified forward pass: ``input`` in {'x', 'pos', 'neg', 'ones', 'low', 'high'}; ``bias=None`` zeroes it."""
+    """One modified forward pass: its input (a ``TermInput`` or its name), weight and bias modifications (a
+    ``WeightMod`` or a function of the array; ``bias=None`` zeroes the bias) and its sign (+1 or −1)."""
 
-    input: str
-    weight: WeightMod = _identity
-    bias: WeightMod | None = _identity
+    input: TermInput | str
+    weight: WeightMod | Callable[[Array], Array] = IDENTITY
+    bias: WeightMod | Callable[[Array], Array] | None = IDENTITY
     sign: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input", TermInput.parse(self.input, "term input"))
+        object.__setattr__(self, "weight", WeightMod.wrap(self.weight))
+        if self.bias is not None:
+            object.__setattr__(self, "bias", WeightMod.wrap(self.bias))
+        if self.sign not in (1.0, -1.0):
+            raise InputError(f"a term's sign must be +1 or -1, got {self.sign!r}")
+
+    @property
+    def plain(self) -> bool:
+        """Whether the term is the layer's own forward pass (its output can be reused)."""
+        return self.input is TermInput.X and self.weight == IDENTITY and self.bias == IDENTITY
 
 
 @dataclass(frozen=True)
 class TermGroup:
-    """Terms sharing one denominator; ``gate`` in {None, 'pos', 'neg'} masks by the sign of the plain output."""
+    """Terms sharing one denominator; ``gate`` (None, 'pos' or 'neg') masks by the sign of the plain output."""
 
     terms: tuple[Term, ...]
     coefficient: float = 1.0
-    gate: str | None = None
+    gate: Gate | str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "terms", tuple(self.terms))
+        if self.gate is not None:
+            object.__setattr__(self, "gate", Gate.parse(self.gate, "term-group gate"))
+
+
+@dataclass(frozen=True, eq=False)
+class InputBounds:
+    """Bounds low <= x <= high of the model input for the zB rule: scalars, one value per channel, or arrays shaped
+    like the input (batch-shaped arrays must be the same for every sample). They are carried from the model input to
+    the layer that uses them through the shape and affine ops in between."""
+
+    low: Array
+    high: Array
+
+    def __post_init__(self) -> None:
+        try:
+            lo, hi = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"the input bounds low/high must be numbers or arrays (got {self.low!r}, "
+                             f"{self.high!r})") from None
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise InputError("the input bounds low/high must be finite")
+        try:
+            below = np.all(lo < hi)
+        except ValueError:
+            raise InputError(f"the input bounds low (shape {list(lo.shape)}) and high (shape {list(hi.shape)}) do "
+                             "not broadcast together") from None
+        if not below:
+            raise InputError(f"the input bounds need low < high (got low={_brief(lo)}, high={_brief(hi)})")
+        object.__setattr__(self, "low", lo.astype(np.float32))
+        object.__setattr__(self, "high", hi.astype(np.float32))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when they bound the input alike: same values, or each side constant with the same constant."""
+        if not isinstance(other, InputBounds):
+            return NotImplemented
+        return _same(self.low, other.low) and _same(self.high, other.high)
+
+    def __hash__(self) -> int:
+        return hash((_hash_key(self.low), _hash_key(self.high)))
+
+    def __repr__(self) -> str:
+        return f"InputBounds(low={_brief(self.low)}, high={_brief(self.high)})"
+
+
+def _same(a: Array, b: Array) -> bool:
+    if a.shape == b.shape and np.array_equal(a, b):
+        return True
+    return _constant(a) and _constant(b) and bool(a.flat[0] == b.flat[0])
+
+
+def _constant(a: Array) -> bool:
+    return bool(a.size) and bool(np.all(a == a.flat[0]))
+
+
+def _hash_key(a: Array) -> Hashable:
+    """Equal for arrays ``_same`` calls equal."""
+    return float(a.flat[0]) if _constant(a) else (a.shape, a.tobytes())
+
+
+def _brief(a: Array) -> Any:
+    """A short description of an array for messages: the value when constant, the values when few, else the shape."""
+    if _constant(a):
+        return float(a.flat[0])
+    return a.tolist() if a.size <= 8 else f"array{list(a.shape)}"
 
 
 class Rule:
@@ -85,7 +227,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class LinearRule(Rule):
-    """A rule for linear layers (Conv, Dense, pooling treated as linear)."""
+    """A rule for linear layers (Conv, Dense, pooling treated as linear). ``bounds``: the zB input bounds, for rules
+    with 'low'/'high' terms (without them, the Explainer's ``low``/``high`` are used)."""
 
     groups: tuple[TermGroup, ...] = ()
     stabiliser: float = 1e-6
@@ -93,23 +236,46 @@ class LinearRule(Rule):
     normalise: bool = True
     name: str = "linear"
     params: dict = field(default_factory=dict, compare=False)
+    bounds: InputBounds | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", tuple(self.groups))
+        check_number("stabiliser", self.stabiliser, allow_zero=True)
+        if self.bounds is not None and not self.uses_bounds:
+            raise InputError(f"rule '{self.name}' has input bounds but no 'low'/'high' term that would use them")
 
     @property
     def is_gradient(self) -> bool:
         return not self.normalise
+
+    @property
+    def uses_bounds(self) -> bool:
+        """Whether a term's input is an input bound (the zB rule)."""
+        return any(t.input in (TermInput.LOW, TermInput.HIGH) for g in self.groups for t in g.terms)
 
     def describe(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.name}({args})" if args else self.name
 
 
-def _bias(keep: bool, mod: WeightMod = _identity) -> WeightMod | None:
+def check_number(name: str, value: Any, *, allow_zero: bool) -> None:
+    """``value`` must be a finite number > 0 (>= 0 with ``allow_zero``); an InputError naming it otherwise."""
+    try:
+        ok = bool(np.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+
+
+def _bias(keep: bool, mod: WeightMod = IDENTITY) -> WeightMod | None:
     return mod if keep else None
 
 
 def Epsilon(epsilon: float = 1e-6, *, bias: bool = True) -> LinearRule:
     """LRP-ε: stab(z) = z + ε·sign(z); ε = 0 is LRP-0."""
-    return LinearRule((TermGroup((Term("x", _identity, _bias(bias)),)),), stabiliser=float(epsilon),
+    check_number("epsilon", epsilon, allow_zero=True)
+    return LinearRule((TermGroup((Term(TermInput.X, IDENTITY, _bias(bias)),)),), stabiliser=float(epsilon),
                       name="lrp-0" if epsilon == 0 else "epsilon", params={"epsilon": epsilon, "bias": bias})
 
 
@@ -119,52 +285,59 @@ def LRP0(*, bias: bool = True) -> LinearRule:
 
 def ZPlus(stabiliser: float = 1e-6, *, bias: bool = True) -> LinearRule:
     """z⁺ (α1β0 that also accepts negative inputs, as Zennit): (a⁺, w⁺, b⁺) and (a⁻, w⁻, 0)."""
-    group = TermGroup((Term("pos", _positive, _bias(bias, _positive)), Term("neg", _negative, None)))
+    group = TermGroup((Term(TermInput.POS, POSITIVE, _bias(bias, POSITIVE)), Term(TermInput.NEG, NEGATIVE, None)))
     return LinearRule((group,), stabiliser=stabiliser, name="zplus", params={"bias": bias})
 
 
 def AlphaBeta(alpha: float = 2.0, beta: float = 1.0, stabiliser: float = 1e-6, *, bias: bool = True) -> LinearRule:
     """αβ with α − β = 1: positive contributions weighted by α, negative ones by β."""
-    if alpha < 0 or beta < 0 or abs((alpha - beta) - 1.0) > 1e-9:
-        raise ValueError(f"alpha-beta needs alpha, beta >= 0 and alpha - beta = 1 (got alpha={alpha}, beta={beta})")
-    pos = TermGroup((Term("pos", _positive, _bias(bias, _positive)), Term("neg", _negative, None)), coefficient=alpha)
-    neg = TermGroup((Term("pos", _negative, _bias(bias, _negative)), Term("neg", _positive, None)), coefficient=-beta)
+    check_number("alpha", alpha, allow_zero=True)
+    check_number("beta", beta, allow_zero=True)
+    if abs((alpha - beta) - 1.0) > 1e-9:
+        raise InputError(f"alpha-beta needs alpha - beta = 1 (got alpha={alpha}, beta={beta})")
+    pos = TermGroup((Term(TermInput.POS, POSITIVE, _bias(bias, POSITIVE)), Term(TermInput.NEG, NEGATIVE, None)),
+                    coefficient=alpha)
+    neg = TermGroup((Term(TermInput.POS, NEGATIVE, _bias(bias, NEGATIVE)), Term(TermInput.NEG, POSITIVE, None)),
+                    coefficient=-beta)
     return LinearRule((pos, neg), stabiliser=stabiliser, name="alpha-beta", params={"alpha": alpha, "beta": beta})
 
 
 def Gamma(gamma: float = 0.25, stabiliser: float = 1e-6, *, bias: bool = True) -> LinearRule:
     """Generalised γ (Zennit): w + γw⁺ for positive outputs, w + γw⁻ for negative ones."""
-    up, down = _gamma(gamma, _positive), _gamma(gamma, _negative)
-    pos = TermGroup((Term("pos", up, _bias(bias, up)), Term("neg", down, None)), gate="pos")
-    neg = TermGroup((Term("pos", down, _bias(bias, down)), Term("neg", up, None)), gate="neg")
+    check_number("gamma", gamma, allow_zero=True)
+    up, down = gamma_mod(gamma, POSITIVE), gamma_mod(gamma, NEGATIVE)
+    pos = TermGroup((Term(TermInput.POS, up, _bias(bias, up)), Term(TermInput.NEG, down, None)), gate=Gate.POS)
+    neg = TermGroup((Term(TermInput.POS, down, _bias(bias, down)), Term(TermInput.NEG, up, None)), gate=Gate.NEG)
     return LinearRule((pos, neg), stabiliser=stabiliser, name="gamma", params={"gamma": gamma})
 
 
 def ZBox(low: float | Array, high: float | Array, stabiliser: float = 1e-6) -> LinearRule:
-    """zB for bounded input low <= x <= high: (x, w) − (l, w⁺) − (h, w⁻); the biases cancel in the denominator."""
-    group = TermGroup((Term("x", _identity, _identity), Term("low", _positive, _positive, -1.0),
-                       Term("high", _negative, _negative, -1.0)))
-    return LinearRule((group,), stabiliser=stabiliser, name="zbox",
-                      params={"low": np.asarray(low, np.float32), "high": np.asarray(high, np.float32)})
+    """zB for a bounded model input low <= x <= high (see ``InputBounds``): (x, w) − (l, w⁺) − (h, w⁻); the biases
+    cancel in the denominator. These bounds are the ones the relevance graph uses."""
+    bounds = InputBounds(low, high)
+    group = TermGroup((Term(TermInput.X, IDENTITY, IDENTITY), Term(TermInput.LOW, POSITIVE, POSITIVE, -1.0),
+                       Term(TermInput.HIGH, NEGATIVE, NEGATIVE, -1.0)))
+    return LinearRule((group,), stabiliser=stabiliser, name="zbox", bounds=bounds,
+                      params={"low": _brief(bounds.low), "high": _brief(bounds.high)})
 
 
 def Flat(stabiliser: float = 1e-6) -> LinearRule:
     """Flat: relevance spread uniformly over each output's receptive field (w' = 1, a' = 1, no bias)."""
-    return LinearRule((TermGroup((Term("ones", _ones, None),)),), stabiliser=stabiliser, multiply_input=False,
+    return LinearRule((TermGroup((Term(TermInput.ONES, ONES, None),)),), stabiliser=stabiliser, multiply_input=False,
                       name="flat")
 
 
 def WSquare(stabiliser: float = 1e-6) -> LinearRule:
     """w²: w' = w², a' = 1 (bias squared, as Zennit)."""
-    return LinearRule((TermGroup((Term("ones", _square, _square),)),), stabiliser=stabiliser, multiply_input=False,
-                      name="w-square")
+    return LinearRule((TermGroup((Term(TermInput.ONES, SQUARE, SQUARE),)),), stabiliser=stabiliser,
+                      multiply_input=False, name="w-square")
 
 
 @dataclass(frozen=True)
 class Gradient(LinearRule):
     """The plain gradient (sensitivity) for any layer: transposed product without division, chain rule elsewhere."""
 
-    groups: tuple[TermGroup, ...] = (TermGroup((Term("x"),)),)
+    groups: tuple[TermGroup, ...] = (TermGroup((Term(TermInput.X),)),)
     multiply_input: bool = False
     normalise: bool = False
     name: str = "gradient"
@@ -174,7 +347,7 @@ class Gradient(LinearRule):
 class Pass(Rule):
     """Relevance passes through unchanged (element-wise activations, BatchNorm-like affine layers, LRN)."""
 
-    name: str = "pass"
+    name: ClassVar[str] = "pass"
 
 
 @dataclass(frozen=True)
@@ -182,42 +355,79 @@ class Norm(Rule):
     """R_in = a ⊙ (∂z/∂a)ᵀ (R / stab(z)) using the layer's own gradient: average pooling, residual sums."""
 
     stabiliser: float = 1e-6
-    name: str = "norm"
+    name: ClassVar[str] = "norm"
+
+    def __post_init__(self) -> None:
+        check_number("stabiliser", self.stabiliser, allow_zero=True)
 
 
 @dataclass(frozen=True)
 class DeconvNet(Rule):
     """ReLU backward applies ReLU to the signal (Zeiler & Fergus)."""
 
-    name: str = "deconvnet"
+    name: ClassVar[str] = "deconvnet"
 
 
 @dataclass(frozen=True)
 class GuidedBackprop(Rule):
     """ReLU backward masks by the forward ReLU and by a positive signal (Springenberg et al.)."""
 
-    name: str = "guided-backprop"
+    name: ClassVar[str] = "guided-backprop"
 
 
 RULE_FACTORIES: dict[str, Callable[..., Rule]] = {
     "lrp-0": LRP0, "lrp0": LRP0, "zero": LRP0,
     "epsilon": Epsilon, "gamma": Gamma, "alpha-beta": AlphaBeta, "alphabeta": AlphaBeta,
-    "alpha2-beta1": lambda **kw: AlphaBeta(2.0, 1.0, **kw), "alpha1-beta0": lambda **kw: AlphaBeta(1.0, 0.0, **kw),
+    "alpha2-beta1": functools.partial(AlphaBeta, 2.0, 1.0), "alpha1-beta0": functools.partial(AlphaBeta, 1.0, 0.0),
     "zplus": ZPlus, "z+": ZPlus, "zbox": ZBox, "zb": ZBox, "flat": Flat, "w-square": WSquare, "wsquare": WSquare,
-    "gradient": Gradient, "pass": Pass, "norm": Norm, "deconvnet": DeconvNet, "guided-backprop": GuidedBackprop,
+    "gradient": lambda: Gradient(), "pass": Pass, "norm": Norm, "deconvnet": DeconvNet,
+    "guided-backprop": GuidedBackprop,
 }
 
+def parameters(factory: Callable[..., Any]) -> tuple[str, ...]:
+    """The keyword parameters ``factory`` takes."""
+    return tuple(p.name for p in inspect.signature(factory).parameters.values()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
-def make_rule(spec: str | dict | Rule) -> Rule:
-    """A rule from a name (``"epsilon"``), a dict (``{"rule": "epsilon", "epsilon": 0.25}``) or a Rule."""
+
+def call_with(factory: Callable[..., Any], what: str, params: Mapping[str, Any]) -> Any:
+    """``factory(**params)``, with unknown or missing parameters an InputError naming them and listing the ones
+    ``what`` (e.g. "rule 'epsilon'") takes."""
+    takes = parameters(factory)
+    unknown = [k for k in params if k not in takes]
+    if unknown:
+        listed = ", ".join(takes) if takes else "no parameters"
+        raise InputError(f"{what} takes no parameter {', '.join(map(repr, unknown))} (it takes: {listed})")
+    try:
+        inspect.signature(factory).bind(**params)
+    except TypeError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    return factory(**params)
+
+
+def _rule_name(spec: str | dict) -> str:
+    name = str(spec["rule"] if isinstance(spec, dict) else spec).lower()
+    if name not in RULE_FACTORIES:
+        raise InputError(f"unknown rule '{name}'; known: {', '.join(sorted(RULE_FACTORIES))}")
+    return name
+
+
+def rule_parameters(spec: str | dict | Rule) -> tuple[str, ...]:
+    """The parameters the rule named by ``spec`` takes (none for a Rule object, which is already made)."""
+    return () if isinstance(spec, Rule) else parameters(RULE_FACTORIES[_rule_name(spec)])
+
+
+def make_rule(spec: str | dict | Rule, defaults: Mapping[str, Any] | None = None) -> Rule:
+    """A rule from a name (``"epsilon"``), a dict (``{"rule": "epsilon", "epsilon": 0.25}``) or a Rule.
+
+    ``defaults`` fill the parameters the named rule takes and the dict does not give; a Rule is returned as is."""
     if isinstance(spec, Rule):
         return spec
-    if isinstance(spec, str):
-        spec = {"rule": spec}
-    if not isinstance(spec, dict) or "rule" not in spec:
-        raise ValueError(f"cannot make a rule from {spec!r}; use a name or {{'rule': name, ...params}}")
-    params = {k: v for k, v in spec.items() if k != "rule"}
-    name = str(spec["rule"]).lower()
-    if name not in RULE_FACTORIES:
-        raise ValueError(f"unknown rule '{spec['rule']}'; known: {', '.join(sorted(RULE_FACTORIES))}")
-    return RULE_FACTORIES[name](**params)
+    if not isinstance(spec, (str, dict)) or (isinstance(spec, dict) and "rule" not in spec):
+        raise InputError(f"cannot make a rule from {spec!r}; use a name, {{'rule': name, ...params}} or a Rule")
+    name = _rule_name(spec)
+    factory = RULE_FACTORIES[name]
+    own = {k: v for k, v in spec.items() if k != "rule"} if isinstance(spec, dict) else {}
+    takes = parameters(factory)
+    params = {k: v for k, v in (defaults or {}).items() if k in takes and v is not None} | own
+    return call_with(factory, f"rule '{name}'", params)

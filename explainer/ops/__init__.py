@@ -1,7 +1,56 @@
-"""The op registry (being assembled): ONNX op type -> converter, canonical op -> emitter."""
+"""The op registry: every supported op, one module each, declaring everything about itself (``base.Op``): how ONNX
+nodes convert to it, how its forward and relevance are emitted per rule, its sign and zB-bound rules, and the layer
+kind composites see. Adding an op is its module plus its line in ``REGISTERED`` (and the module in the import above it).
+
+``REGISTERED`` is also the dispatch order: an ONNX op type claimed by several ops is tried in this order, and the
+first whose converter does not raise ``NotSupported`` wins (Add: Affine with a constant operand, then a residual Add;
+Mul: Affine with a constant operand, then swish/hard-swish Activation x·sigmoid(x), then a gated product
+x·sigmoid(y), which would also match swish). Ops that only vanish (``aliases.py``) claim last.
+"""
 from __future__ import annotations
 
-from explainer.frontend.converters import CONVERTERS
-from explainer.relevance.emitters import EMITTERS
+from explainer.ops import (
+    activation,
+    add,
+    affine,
+    avgpool,
+    concat,
+    conv,
+    dense,
+    gated_mul,
+    lrn,
+    maxpool,
+    pad,
+    reshape,
+    slice,
+    transpose,
+)
+from explainer.ops.aliases import ALIASES
+from explainer.ops.base import Dispatch, Op, dispatch_table, registry
 
-__all__ = ["CONVERTERS", "EMITTERS"]
+#: every op class, one line each, in dispatch order
+REGISTERED: tuple[type[Op], ...] = (
+    conv.Conv,
+    dense.Dense,
+    affine.Affine,
+    activation.Activation,
+    maxpool.MaxPool,
+    avgpool.AveragePool,
+    avgpool.GlobalAveragePool,
+    lrn.LRN,
+    reshape.Reshape,
+    transpose.Transpose,
+    pad.Pad,
+    slice.Slice,
+    concat.Concat,
+    add.Add,
+    gated_mul.GatedMul,
+)
+
+#: canonical op name -> op, in dispatch order
+OPS: dict[str, Op] = registry(op() for op in REGISTERED)
+
+#: ONNX op type -> the one converter the front end calls for it
+CONVERTERS: dict[str, Dispatch] = dispatch_table(OPS.values(), ALIASES)
+
+__all__ = ["CONVERTERS", "OPS", "REGISTERED", "Dispatch", "Op"]

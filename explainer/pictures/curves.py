@@ -1,4 +1,5 @@
-"""Plot region-perturbation curves of a :func:`explainer.evaluation.region_perturbation.compare_heatmaps` report to a PNG.
+"""Plot region-perturbation curves of a :func:`explainer.evaluation.region_perturbation.compare_heatmaps` report to a
+PNG.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no display, no global state), so it is safe in CI and
 in threads.

@@ -1,7 +1,8 @@
 """A thin helper for emitting ONNX nodes and initializers with unique names."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -44,6 +45,10 @@ class GraphBuilder:
         if key is not None:
             self._const_cache[key] = name
         return name
+
+    def ints(self, values: Sequence[int], hint: str = "ints") -> str:
+        """An int64 initializer (shapes, axes, pads, slice bounds)."""
+        return self.const(list(values), hint, dtype=np.int64)
 
     def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, outputs: int = 1,
            out_names: Sequence[str] | None = None, **attrs: Any) -> Any:

@@ -189,6 +189,26 @@ def pool2d(x: np.ndarray, stride: int, how: str) -> np.ndarray:
     return np.max(windows, axis=0) if how == "max" else np.mean(windows, axis=0)
 
 
+def avg_pool2d(x: np.ndarray, kernel, strides, pads, dilations) -> np.ndarray:
+    """ONNX AveragePool semantics in float64 (count_include_pad=0, no ceil_mode): each dilated window's sum over its
+    taps inside the input, divided by their number; pads = [top, left, bottom, right]."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    width = ((pads[0], pads[2]), (pads[1], pads[3]))
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), *width))
+    inside = np.pad(np.ones((h, w)), width)
+    ho = conv_out(h, kh, sh, pads[0] + pads[2], dh)
+    wo = conv_out(w, kw, sw, pads[1] + pads[3], dw)
+    total, count = np.zeros((n, c, ho, wo)), np.zeros((ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+            cols = slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
+            total += xp[:, :, rows, cols]
+            count += inside[rows, cols]
+    return total / count
+
+
 def conv_out(size: int, k: int, stride: int, pad_total: int, dilation: int) -> int:
     return (size + pad_total - dilation * (k - 1) - 1) // stride + 1
 

@@ -5,7 +5,7 @@ with the package. It covers the ops of the Caffe2 model-zoo graphs, PyTorch and 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import onnx

@@ -6,7 +6,6 @@ role (He-normal conv/dense weights, small biases, BatchNorm statistics near iden
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -90,14 +89,3 @@ def zoo_model(name: str, seed: int = 0) -> onnx.ModelProto:
     """Model-zoo graph ``name`` with seeded random weights."""
     return reseed(onnx.load(str(zoo_path(name))), seed)
 
-
-def write_zoo(directory: str | os.PathLike, seed: int = 0) -> list[Path]:
-    """Write every re-seeded zoo graph into ``directory`` (for the CLI)."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in ZOO_NAMES:
-        path = out / f"{name}.onnx"
-        onnx.save(zoo_model(name, seed), str(path))
-        paths.append(path)
-    return paths

@@ -5,7 +5,7 @@ CPU session, and times (a) ``region_perturbation`` with uniform noise and (b) th
 on a pre-built batch with nothing else. Prints both times and their ratio (target: <= 1.2), and how much of (a)
 was spent inside the model.
 
-    python -m tools.bench_perturbation --size 224 --images 4 --repeats 2   (from the repository root)
+    python -m tools.bench.perturbation --size 224 --images 4 --repeats 2   (from the repository root)
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def bare_forwards(session: ort.InferenceSession, images: np.ndarray, rows: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.perturbation", description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--steps", type=int, default=100)

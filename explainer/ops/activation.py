@@ -1,13 +1,78 @@
-"""Element-wise activations: forward op, and backward by rule (pass-through, gradient, DeconvNet, guided backprop).
+"""Element-wise activations (``attrs['kind']``: relu, leakyrelu, prelu, clip, sigmoid, tanh, softplus, softsign,
+elu, selu, hardsigmoid, hardswish, swish), from their ONNX ops and from the products x·sigmoid(x) (swish) and
+x·hardsigmoid(x) (hard-swish).
 
 LRP passes relevance through activations unchanged; the gradient uses each activation's exact derivative, written
-with ONNX ops from the forward input x and output y.
-"""
+with ONNX ops from the forward input x and output y; DeconvNet and guided backprop rectify the signal. The output is
+never negative for relu, sigmoid, softplus, hardsigmoid and clips with a lower bound >= 0; zB bounds stop here."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from explainer.frontend.convert import ConvertContext, Converter, NotSupported, attr, cnode, single_data
 from explainer.frontend.ir import CNode
+from explainer.lrp.composites import LayerKind
 from explainer.lrp.rules import DeconvNet, GuidedBackprop, Pass, Rule
-from explainer.relevance.emitters.base import EmitContext, unsupported_rule
+from explainer.ops.base import Bounds, Op
+from explainer.relevance.context import EmitContext, unsupported_rule
+
+_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus", "Elu": "elu",
+                "LeakyRelu": "leakyrelu", "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish", "Selu": "selu",
+                "Softsign": "softsign"}
+_NONNEGATIVE = ("relu", "sigmoid", "softplus", "hardsigmoid")
+
+
+def convert_activation(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    x = single_data(ctx, node)
+    kind = _ACTIVATIONS[node.op_type]
+    attrs: dict[str, Any] = {"kind": kind}
+    if kind == "leakyrelu":
+        attrs["alpha"] = float(attr(node, "alpha", 0.01))
+    elif kind == "elu":
+        attrs["alpha"] = float(attr(node, "alpha", 1.0))
+    elif kind == "selu":
+        attrs["alpha"] = float(attr(node, "alpha", 1.67326319217681884765625))
+        attrs["gamma"] = float(attr(node, "gamma", 1.05070102214813232421875))
+    elif kind == "hardsigmoid":
+        attrs["alpha"] = float(attr(node, "alpha", 0.2))
+        attrs["beta"] = float(attr(node, "beta", 0.5))
+    return [cnode("Activation", node, [x], **attrs)]
+
+
+def convert_prelu(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    slope = ctx.value(node.input[1], "the slope").astype(np.float32)
+    return [cnode("Activation", node, [node.input[0]], kind="prelu", params={"slope": slope})]
+
+
+def convert_clip(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    x = node.input[0]
+    if ctx.opset < 11:
+        lo, hi = attr(node, "min", -3.4028234663852886e38), attr(node, "max", 3.4028234663852886e38)
+    else:
+        lo_v, hi_v = ctx.optional(node, 1), ctx.optional(node, 2)
+        lo = -np.inf if lo_v is None else float(lo_v)
+        hi = np.inf if hi_v is None else float(hi_v)
+    return [cnode("Activation", node, [x], kind="clip", min=float(lo), max=float(hi))]
+
+
+def convert_self_gated(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    """x·sigmoid(x) is swish; x·hardsigmoid(x) with PyTorch's α = 1/6, β = 0.5 is hard-swish."""
+    a, b = node.input[0], node.input[1]
+    if not (ctx.is_data(a) and ctx.is_data(b)):
+        raise NotSupported("an operand is constant")
+    for x, g in ((a, b), (b, a)):
+        prod = ctx.producers.get(g)
+        if prod is not None and prod.op_type in ("Sigmoid", "HardSigmoid") and prod.input[0] == x:
+            if prod.op_type == "Sigmoid":
+                return [cnode("Activation", node, [x], kind="swish")]
+            alpha, beta = float(attr(prod, "alpha", 0.2)), float(attr(prod, "beta", 0.5))
+            if abs(alpha - 1 / 6) < 1e-6 and abs(beta - 0.5) < 1e-6:
+                return [cnode("Activation", node, [x], kind="hardswish")]
+    raise NotSupported("not swish x·sigmoid(x) or hard-swish x·hardsigmoid(x)")
 
 
 def _forward(ctx: EmitContext, node: CNode) -> None:
@@ -85,15 +150,19 @@ def derivative(ctx: EmitContext, node: CNode) -> str:
     raise ValueError(f"no derivative for activation kind '{kind}'")
 
 
-class ActivationEmitter:
-    kind = "activation"
+class Activation(Op):
+    name = "Activation"
+    kind = LayerKind.ACTIVATION
+
+    def converters(self) -> Mapping[str, Converter]:
+        return {**{op: convert_activation for op in _ACTIVATIONS}, "PRelu": convert_prelu, "Clip": convert_clip,
+                "Mul": convert_self_gated}
 
     def forward(self, ctx: EmitContext, node: CNode) -> None:
         _forward(ctx, node)
 
     def backward(self, ctx: EmitContext, node: CNode, rule: Rule, r: str) -> list[str | None]:
         b = ctx.b
-        x = node.inputs[0]
         if isinstance(rule, Pass):
             return [r]
         if isinstance(rule, DeconvNet):
@@ -106,11 +175,13 @@ class ActivationEmitter:
             return [b.mul(r, derivative(ctx, node), f"{node.name}_grad")]
         raise unsupported_rule(node, rule)
 
+    def output_nonnegative(self, node: CNode, inputs_nonnegative: Sequence[bool]) -> bool:
+        kind = node.attrs["kind"]
+        return kind in _NONNEGATIVE or (kind == "clip" and node.attrs["min"] >= 0)
 
-def is_nonnegative(node: CNode) -> bool:
-    """Whether the activation's output is never negative (lets linear rules skip negative-input terms)."""
-    kind = node.attrs["kind"]
-    return kind in ("relu", "sigmoid", "softplus", "hardsigmoid") or (kind == "clip" and node.attrs["min"] >= 0)
+    def propagate_bounds(self, node: CNode, low: np.ndarray, high: np.ndarray) -> Bounds | None:
+        return None
 
-
-__all__ = ["ActivationEmitter", "derivative", "is_nonnegative"]
+    def activation_name(self, node: CNode) -> str | None:
+        kind = node.attrs["kind"]
+        return "relu6" if kind == "clip" and node.attrs["min"] == 0.0 else kind

@@ -1,22 +1,27 @@
-"""What every per-op emitter gets: the builder, the canonical graph, shapes, and small shared helpers."""
+"""What every op's emitter gets while one graph is written: the builder, the canonical graph, the analyses' results,
+and small shared helpers (weights stored once, runtime shapes, reshapes and broadcast reductions)."""
 from __future__ import annotations
-
-from typing import Protocol
 
 import numpy as np
 
-from explainer.errors import ModelError
+from explainer.errors import InputError
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.lrp.rules import Rule
 from explainer.relevance.builder import GraphBuilder
 
 
 class EmitContext:
-    """State shared by the emitters while one relevance graph is written."""
+    """State shared by the ops' emitters while one forward or relevance graph is written.
 
-    def __init__(self, builder: GraphBuilder, graph: CanonicalGraph) -> None:
+    ``with_relevance`` says whether a relevance pass follows the forward one, so that forward ops keep what their
+    backward needs (MaxPool's arg-max indices) only then; ``saved`` holds those tensors, keyed by (node output, what).
+    ``nonneg`` and ``bounds`` are the sign and zB-bound analyses (``relevance/analysis.py``)."""
+
+    def __init__(self, builder: GraphBuilder, graph: CanonicalGraph, *, with_relevance: bool = False) -> None:
         self.b = builder
         self.graph = graph
+        self.with_relevance = with_relevance
+        self.saved: dict[tuple[str, str], str] = {}
         self.nonneg: set[str] = set()
         self.bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._weights: dict[tuple[str, str], str] = {}
@@ -58,16 +63,7 @@ class EmitContext:
         return t
 
 
-class OpEmitter(Protocol):
-    """Turns one canonical op into forward nodes and, given a rule, into relevance (backward) nodes."""
-
-    #: the layer kind composites match on, or None for structural ops that only route relevance
-    kind: str | None
-
-    def forward(self, ctx: EmitContext, node: CNode) -> None: ...
-
-    def backward(self, ctx: EmitContext, node: CNode, rule: Rule, r: str) -> list[str | None]: ...
-
-
-def unsupported_rule(node: CNode, rule: Rule) -> ModelError:
-    return ModelError(f"rule '{rule.describe()}' cannot be applied to {node.op} node '{node.name}'")
+def unsupported_rule(node: CNode, rule: Rule) -> InputError:
+    """The error for a rule the user's method assigns to a layer it cannot apply to (a choice, not a model fault)."""
+    return InputError(f"rule '{rule.describe()}' cannot be applied to {node.op} node '{node.name}'; choose another "
+                      "rule for this layer kind")

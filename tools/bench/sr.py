@@ -1,6 +1,6 @@
 """Time one 224 x 224 SR map (single thread and default threads) against the 0.5 s target.
 
-Usage: python tools/bench_sr.py [--runs 7] [--size 224]
+    python -m tools.bench.sr [--runs 7] [--size 224]
 
 Each thread setting runs in its own subprocess, because BLAS/OpenMP thread counts are fixed when NumPy loads.
 Two inputs are timed: a single-channel relevance map (H x W) and the paper's RGB relevance image (H x W x 3).
@@ -13,17 +13,17 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
+import numpy as np
+
+from tools.bench.harness import emit, run_worker
+
 TARGET_S = 0.5
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
-def _relevance(size: int, seed: int = 0):
+def _relevance(size: int, seed: int = 0) -> np.ndarray:
     """A deterministic LRP-like relevance tensor (3 x size x size): smooth signed structure times sparse spikes."""
-    import numpy as np
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
@@ -31,53 +31,43 @@ def _relevance(size: int, seed: int = 0):
     return smooth * rng.random((3, size, size)) ** 3
 
 
-def _worker(runs: int, size: int) -> None:
-    """Time sr_map on both input kinds in this process and print one JSON line per kind."""
+def sr_worker(spec: dict) -> None:
+    """Time sr_map on both input kinds in this process and emit one record per kind."""
     from explainer.sr.sr_map import paper_relevance_image, sr_map
 
-    relevance = _relevance(size)
+    relevance = _relevance(spec["size"])
     inputs = {"1-channel HxW": relevance.sum(axis=0), "paper RGB HxWx3": paper_relevance_image(relevance)}
     for name, data in inputs.items():
         sr_map(data)  # warm-up: first call pays for imports and page faults
         times, cpu_times = [], []
-        for _ in range(runs):
+        for _ in range(spec["runs"]):
             start, cpu_start = time.perf_counter(), time.process_time()
             sr_map(data)
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
-        row = {"input": name, "median": statistics.median(times), "min": min(times), "max": max(times)}
-        print(json.dumps({**row, "cpu": statistics.median(cpu_times)}))
+        emit({"input": name, "median": statistics.median(times), "min": min(times), "max": max(times),
+              "cpu": statistics.median(cpu_times)})
 
 
-def _run(threads: int | None, runs: int, size: int) -> list[dict]:
-    env = {key: value for key, value in os.environ.items() if key not in _THREAD_VARS}
-    if threads is not None:
-        env.update({key: str(threads) for key in _THREAD_VARS})
-    cmd = [sys.executable, __file__, "--worker", "--runs", str(runs), "--size", str(size)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.sr", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="timed runs per setting (median reported)")
     parser.add_argument("--size", type=int, default=224, help="side of the square relevance map")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
     if args.worker:
-        _worker(args.runs, args.size)
-        return
+        sr_worker(json.loads(args.worker))
+        return 0
     print(f"SR map, {args.size}x{args.size}, median of {args.runs} runs, target {TARGET_S} s (single thread)")
     print(f"  load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     for label, threads in (("1 thread", 1), (f"default threads ({os.cpu_count()} cores)", None)):
-        for row in _run(threads, args.runs, args.size):
-            print(
-                f"  {label:<26} {row['input']:<16} median {row['median']:.3f} s "
-                f"(min {row['min']:.3f}, max {row['max']:.3f}; CPU {row['cpu']:.3f} s)  "
-                f"ratio to target {row['median'] / TARGET_S:.2f}"
-            )
+        for row in run_worker("tools.bench.sr", {"runs": args.runs, "size": args.size}, threads):
+            print(f"  {label:<26} {row['input']:<16} median {row['median']:.3f} s "
+                  f"(min {row['min']:.3f}, max {row['max']:.3f}; CPU {row['cpu']:.3f} s)  "
+                  f"ratio to target {row['median'] / TARGET_S:.2f}")
     print(f"  load average after: {os.getloadavg()[0]:.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

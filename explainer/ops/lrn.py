@@ -1,12 +1,24 @@
-"""Local response normalisation: pass-through for LRP (the usual convention, e.g. for Caffe's AlexNet), exact
-derivative for the gradient: ∂L/∂x_k = g_k d_k^-β − (2αβ/n) x_k Σ_{i: k∈win(i)} g_i x_i d_i^(-β-1)."""
+"""Local response normalisation (from LRN): pass-through for LRP (the usual convention, e.g. for Caffe's AlexNet),
+exact derivative for the gradient: ∂L/∂x_k = g_k d_k^-β − (2αβ/n) x_k Σ_{i: k∈win(i)} g_i x_i d_i^(-β-1).
+The output has the input's sign (d > 0), so it is never negative where the input is not; zB bounds stop here."""
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping, Sequence
 
+import numpy as np
+import onnx
+
+from explainer.frontend.convert import ConvertContext, Converter, attr, cnode
 from explainer.frontend.ir import CNode
+from explainer.lrp.composites import LayerKind
 from explainer.lrp.rules import Pass, Rule
-from explainer.relevance.emitters.base import EmitContext, unsupported_rule
+from explainer.ops.base import Bounds, Op
+from explainer.relevance.context import EmitContext, unsupported_rule
+
+
+def convert_lrn(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    return [cnode("LRN", node, [node.input[0]], size=int(attr(node, "size")), alpha=float(attr(node, "alpha", 1e-4)),
+                  beta=float(attr(node, "beta", 0.75)), bias=float(attr(node, "bias", 1.0)))]
 
 
 def _channel_window_sum(ctx: EmitContext, node: CNode, t: str, before: int, after: int, hint: str) -> str:
@@ -21,8 +33,12 @@ def _channel_window_sum(ctx: EmitContext, node: CNode, t: str, before: int, afte
     return b.op("Squeeze", [summed, b.const([1], dtype=np.int64)], hint)
 
 
-class LRNEmitter:
-    kind = "lrn"
+class LRN(Op):
+    name = "LRN"
+    kind = LayerKind.LRN
+
+    def converters(self) -> Mapping[str, Converter]:
+        return {"LRN": convert_lrn}
 
     def forward(self, ctx: EmitContext, node: CNode) -> None:
         a = node.attrs
@@ -32,7 +48,7 @@ class LRNEmitter:
     def backward(self, ctx: EmitContext, node: CNode, rule: Rule, r: str) -> list[str | None]:
         if isinstance(rule, Pass):
             return [r]
-        if not (rule.is_gradient):
+        if not rule.is_gradient:
             raise unsupported_rule(node, rule)
         b, a = ctx.b, node.attrs
         x = node.inputs[0]
@@ -46,3 +62,9 @@ class LRNEmitter:
         spread = _channel_window_sum(ctx, node, inner, hi, lo, f"{node.name}_spread")
         cross = b.mul(b.mul(x, spread), b.const(2.0 * alpha * beta / n))
         return [b.sub(direct, cross, f"{node.name}_rin")]
+
+    def output_nonnegative(self, node: CNode, inputs_nonnegative: Sequence[bool]) -> bool:
+        return all(inputs_nonnegative)
+
+    def propagate_bounds(self, node: CNode, low: np.ndarray, high: np.ndarray) -> Bounds | None:
+        return None

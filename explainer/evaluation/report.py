@@ -1,0 +1,55 @@
+"""A region-perturbation comparison as people read it: a plain-text table, and the report written as JSON with a
+plot of its curves."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from explainer.evaluation.region_perturbation import AOPC_DEFINITION
+
+
+def format_table(report: Mapping[str, Any]) -> str:
+    """Plain-text table of a :func:`compare_heatmaps` report: AOPC, ABPC, gain over random, PNG bytes, entropy."""
+    methods = report["methods"]
+    random_aopc = methods["random"]["aopc"] if "random" in methods else None
+    header = ("method", "AOPC", "ABPC", "vs random", "PNG bytes", "entropy")
+    rows = [header]
+    for name, entry in methods.items():
+        complexity = entry.get("complexity") or {}
+        rows.append((
+            name,
+            _fmt(entry.get("aopc")),
+            _fmt(entry.get("abpc")),
+            _fmt(None if random_aopc is None or name == "random" else entry["aopc"] - random_aopc, signed=True),
+            _fmt(complexity.get("png_bytes"), digits=0),
+            _fmt(complexity.get("entropy"), digits=3),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    settings = report.get("settings", {})
+    lines.append(f"L={settings.get('steps')} steps, {settings.get('region')}x{settings.get('region')} regions "
+                 f"({settings.get('grid')} grid), perturbation {settings.get('perturb')}, "
+                 f"{settings.get('images')} images; AOPC = {AOPC_DEFINITION}")
+    return "\n".join(lines)
+
+
+def write_comparison(report: Mapping[str, Any], directory: str, *, json_name: str = "aopc.json",
+                     plot_name: str = "aopc.png") -> tuple[str, str]:
+    """Write a :func:`compare_heatmaps` report as JSON and its curves as a PNG plot; returns both paths."""
+    from explainer.pictures.curves import plot_curves  # matplotlib: loaded only when a plot is written
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / json_name
+    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    plot_path = plot_curves(report, out / plot_name)
+    return str(json_path), str(plot_path)
+
+
+def _fmt(value: float | None, *, digits: int = 4, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"

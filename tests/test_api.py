@@ -1,0 +1,58 @@
+"""The public API: a small, lazily loaded top level; Explainer hooks for threads and stage timings; with_method
+siblings that share the model; explanations that know their layout."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import explainer
+from explainer import Explainer, InputError
+from tests.support.paths import DIGITS, TF2ONNX, digit_path
+
+
+def test_top_level_is_small_and_every_name_resolves():
+    assert 10 <= len(explainer.__all__) <= 16
+    for name in explainer.__all__:
+        assert getattr(explainer, name) is not None
+    with pytest.raises(AttributeError):
+        explainer.render  # noqa: B018  (reachable through its subpackage, explainer.pictures, only)
+
+
+def test_import_does_not_load_plotting_or_scipy():
+    code = ("import sys, explainer; from explainer import Explainer, METHODS, make_composite; "
+            "print(sorted(m for m in ('matplotlib', 'scipy', 'tqdm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_threads_and_stage_timings():
+    ex = Explainer(DIGITS, "epsilon-plus-flat", threads=1)
+    assert set(ex.timings) == {"load", "canonicalise", "verify", "build", "session"}
+    assert all(t >= 0 for t in ex.timings.values())
+    sibling = ex.with_method("gradient")
+    assert set(sibling.timings) == {"build", "session"}
+    assert sibling.graph is ex.graph and sibling._forward is ex._forward and sibling.threads == 1
+    assert ex.method == "epsilon-plus-flat" and sibling.method == "gradient"
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(InputError, match="threads"):
+            Explainer(DIGITS, threads=bad)
+
+
+def test_load_images_uses_the_models_preprocessing():
+    ex = Explainer(DIGITS)
+    x, pixels = explainer.load_images([digit_path(3), digit_path(7)], ex)
+    assert x.shape == (2, 1, 32, 32) and x.dtype == np.float32 and pixels.shape == (2, 32, 32, 1)
+    np.testing.assert_allclose(x[:, 0], pixels[..., 0] / 255.0, rtol=0, atol=1e-6)  # 'unit' for 1-channel models
+    assert list(ex.explain(x).target) == [3, 7]
+
+
+def test_relevance_map_sums_the_models_channel_axis():
+    ex = Explainer(TF2ONNX, "gradient")
+    assert ex.layout == "NHWC"
+    x = np.random.default_rng(0).standard_normal((2, *ex.input_shape)).astype(np.float32)
+    e = ex.explain(x)
+    assert e.layout == "NHWC"
+    np.testing.assert_allclose(e.relevance_map(), e.relevance.sum(axis=-1), rtol=1e-6)
