@@ -56,3 +56,13 @@ def test_relevance_map_sums_the_models_channel_axis():
     e = ex.explain(x)
     assert e.layout == "NHWC"
     np.testing.assert_allclose(e.relevance_map(), e.relevance.sum(axis=-1), rtol=1e-6)
+
+
+def test_only_the_runtime_imports_onnxruntime():
+    from pathlib import Path
+
+    package = Path(explainer.__file__).parent
+    importers = [str(p.relative_to(package)) for p in package.rglob("*.py") if p.parent.name != "runtime"
+                 and any(line.lstrip().startswith(("import onnxruntime", "from onnxruntime"))
+                         for line in p.read_text(encoding="utf-8").splitlines())]
+    assert importers == []

@@ -1,6 +1,8 @@
 """Canonicalisation keeps the logits and explains what it changed; unsupported graphs are refused by name."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
@@ -209,3 +211,17 @@ def test_dynamic_spatial_dims_need_a_size():
     ex = Explainer(model, "epsilon-plus", input_shape=(3, 12, 10))
     assert ex.input_shape == (3, 12, 10)
     assert ex.explain(_x((2, 3, 12, 10))).relevance.shape == (2, 3, 12, 10)
+
+
+@pytest.mark.parametrize("constant, reason", [
+    (np.array([1.0, 0.0, 2.0, 0.0], np.float32).reshape(1, 4, 1, 1), "division by a constant with 2 zero entries"),
+    (np.ones((2, 4, 1, 1), np.float32), "does not broadcast to the data input's shape [1, 4, 11, 9]"),
+])
+def test_unusable_constant_operands_are_refused_with_the_reason(constant, reason):
+    """A Div by a constant with zeros, or a constant that would grow the data tensor (here along the batch axis), is
+    no element-wise layer: refused at conversion, naming why, instead of a later 'logits differ'."""
+    g = G(seed=5)
+    op = "Div" if "division" in reason else "Add"
+    out = _head(g, g.node(op, ["x", g.w(constant.shape, value=constant)]), 4 * 11 * 9)
+    with pytest.raises(UnsupportedOpError, match=re.escape(reason)):
+        Explainer(g.model([1, 4, 11, 9], out), "gradient")

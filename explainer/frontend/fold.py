@@ -23,6 +23,7 @@ from onnx_graphsurgeon.logger import G_LOGGER
 
 from explainer.errors import ModelError
 from explainer.onnx_io import InMemoryModel
+from explainer.runtime.providers import quiet_onnxruntime
 from explainer.runtime.sessions import make_session
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -126,7 +127,7 @@ def run_model(model: onnx.ModelProto, consts: dict[str, np.ndarray], input_name:
     del runnable.skeleton.graph.output[:]
     runnable.skeleton.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in names)
     try:
-        values = make_session(runnable, "cpu", optimize="basic").run(names, {input_name: x})
+        values = make_session(runnable, "cpu", optimize="basic", one_shot=True).run(names, {input_name: x})
     except Exception as exc:
         raise ModelError(f"{source}: ONNX Runtime cannot run the model on an input of shape {list(x.shape)} "
                          f"({_describe(exc)})") from None
@@ -147,7 +148,7 @@ def _fold_graph(graph: gs.Graph, shapes: dict[str, tuple[int, ...]], source: str
     """Fold Shape/Size of statically shaped tensors, then every node that reads only constants; drop what that
     leaves unused."""
     _fold_shape_ops(graph, shapes)
-    _quiet_onnxruntime()
+    quiet_onnxruntime()
     try:
         # fold_shapes=False: _fold_shape_ops did that, correctly. error_ok=False: a constant sub-graph ONNX Runtime
         # cannot evaluate is the model's fault, to be reported, not silently left unfolded (it would surface later
@@ -174,15 +175,6 @@ def _fold_shape_ops(graph: gs.Graph, shapes: dict[str, tuple[int, ...]]) -> None
         out = node.outputs[0]
         out.to_constant(value)
         out.inputs.clear()
-
-
-def _quiet_onnxruntime() -> None:
-    """fold_constants opens its ONNX Runtime sessions without options, and their optimiser's warnings about the
-    constant sub-graph ('UnsqueezeElimination cannot remove node ...') are noise to a user: log errors only, the level
-    the project's own sessions use."""
-    import onnxruntime
-
-    onnxruntime.set_default_logger_severity(3)
 
 
 def _not_evaluable(node: gs.Node) -> bool:

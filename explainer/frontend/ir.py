@@ -31,7 +31,6 @@ class CanonicalGraph:
 
     ``shapes`` maps every data tensor to its full shape at batch size 1 (the batch axis is always axis 0).
     ``opset`` is the model's default-domain opset (the relevance graph is emitted at ``max(17, opset)``).
-    ``batch_dynamic`` is False when the exported graph bakes in a batch size of 1 (then we run in chunks of one).
     ``reference`` holds an input and the original model's pre-softmax scores for it, to verify rewritten graphs.
     """
 
@@ -41,7 +40,6 @@ class CanonicalGraph:
     output_name: str
     nodes: list[CNode]
     shapes: dict[str, tuple[int, ...]]
-    batch_dynamic: bool = True
     opset: int = 17
     changes: list[str] = field(default_factory=list)
     source_ops: dict[str, int] = field(default_factory=dict)

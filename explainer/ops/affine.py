@@ -27,6 +27,16 @@ def convert_binary(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
         raise NotSupported("no data input")
     x, c, const_first = (a, ctx.value(b, "operand"), False) if ctx.is_data(a) else (b, ctx.value(a, "operand"), True)
     c = c.astype(np.float32)
+    x_shape = ctx.shape(x)
+    try:
+        out_shape = np.broadcast_shapes(x_shape, c.shape)
+    except ValueError:
+        out_shape = None
+    if out_shape != tuple(x_shape):
+        raise NotSupported(f"the constant operand of shape {list(c.shape)} does not broadcast to the data input's "
+                           f"shape {list(x_shape)} (an element-wise layer keeps its input's shape)")
+    if op == "Div" and np.any(c == 0):
+        raise NotSupported(f"division by a constant with {int(np.count_nonzero(c == 0))} zero entries")
     one, zero = np.ones_like(c), np.zeros_like(c)
     if op == "Add":
         scale, shift = one, c

@@ -28,6 +28,8 @@ MIN_OPSET = 17
 TARGET = "target"
 LOGITS = "logits"
 RELEVANCE = "relevance"
+#: the batch axis of every emitted graph: dynamic (canonical graphs never bake a batch size in, see the front end)
+BATCH = "N"
 
 
 def _check_ops(graph: CanonicalGraph) -> None:
@@ -48,8 +50,7 @@ def _value_info(name: str, shape: list) -> onnx.ValueInfoProto:
 
 def _make_model(graph: CanonicalGraph, b: GraphBuilder, outputs: list[onnx.ValueInfoProto],
                 extra_inputs: list[onnx.ValueInfoProto], name: str) -> InMemoryModel:
-    batch = "N" if graph.batch_dynamic else 1
-    inputs = [_value_info(graph.input_name, [batch, *graph.input_shape])] + extra_inputs
+    inputs = [_value_info(graph.input_name, [BATCH, *graph.input_shape])] + extra_inputs
     g = helper.make_graph(b.nodes, name, inputs, outputs)
     opset = output_opset(graph)
     ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
@@ -70,9 +71,8 @@ def build_forward_model(graph: CanonicalGraph) -> InMemoryModel:
     b = GraphBuilder()
     ctx = EmitContext(b, graph)
     _emit_forward(graph, ctx)
-    batch = "N" if graph.batch_dynamic else 1
     b.op("Identity", [graph.output_name], out_names=[LOGITS])
-    return _make_model(graph, b, [_value_info(LOGITS, [batch, graph.num_classes])], [], "explainer_forward")
+    return _make_model(graph, b, [_value_info(LOGITS, [BATCH, graph.num_classes])], [], "explainer_forward")
 
 
 def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=None, high=None) -> InMemoryModel:
@@ -119,9 +119,8 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
     if composite.times_input:
         r = b.mul(r, graph.input_name, "times_input")
     b.op("Identity", [r], out_names=[RELEVANCE])
-    batch = "N" if graph.batch_dynamic else 1
-    outputs = [_value_info(LOGITS, [batch, graph.num_classes]), _value_info(RELEVANCE, [batch, *graph.input_shape])]
-    target = helper.make_tensor_value_info(TARGET, TensorProto.INT64, [batch])
+    outputs = [_value_info(LOGITS, [BATCH, graph.num_classes]), _value_info(RELEVANCE, [BATCH, *graph.input_shape])]
+    target = helper.make_tensor_value_info(TARGET, TensorProto.INT64, [BATCH])
     model = _make_model(graph, b, outputs, [target], f"explainer_{composite.name}")
     doc = {"method": composite.name, "description": composite.description}
     for key, value in doc.items():

@@ -55,3 +55,9 @@ def resolve_provider(provider: str = "auto") -> str:
         raise InputError("provider 'cuda' was requested but no working CUDA device is available "
                          f"(ONNX Runtime providers: {', '.join(ort.get_available_providers())})")
     return "cpu"
+
+
+def quiet_onnxruntime() -> None:
+    """Log ONNX Runtime errors only, for sessions opened without our options (onnx-graphsurgeon's constant folding):
+    their optimiser's warnings about a constant sub-graph are noise to a user."""
+    ort.set_default_logger_severity(3)

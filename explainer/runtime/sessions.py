@@ -9,15 +9,18 @@ from explainer.runtime.providers import CPU, CUDA
 
 
 def make_session(model: InMemoryModel | bytes | str, provider: str, *, threads: int | None = None,
-                 optimize: str = "all") -> ort.InferenceSession:
+                 optimize: str = "all", one_shot: bool = False) -> ort.InferenceSession:
     """A session on the given resolved provider ('cpu' or 'cuda'); large weights of an InMemoryModel are handed
-    over as OrtValues (the session keeps a reference to the arrays, which must outlive it)."""
+    over as OrtValues (the session keeps a reference to the arrays, which must outlive it). ``one_shot`` is for a
+    session run once (the front end's reference run): weight pre-packing, which pays off only over many runs, is off."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                                      "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[optimize]
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    if one_shot:
+        opts.add_session_config_entry("session.disable_prepacking", "1")
     providers = [CUDA, CPU] if provider == "cuda" else [CPU]
     if isinstance(model, InMemoryModel):
         arrays = list(model.external.items())
