@@ -66,3 +66,26 @@ def test_only_the_runtime_imports_onnxruntime():
                  and any(line.lstrip().startswith(("import onnxruntime", "from onnxruntime"))
                          for line in p.read_text(encoding="utf-8").splitlines())]
     assert importers == []
+
+
+def test_a_forward_graph_onnx_runtime_cannot_run_is_a_model_error_and_changes_nothing(monkeypatch):
+    """Verification neither retries nor rewrites the canonical graph when ONNX Runtime fails: one ModelError naming
+    the model, and the graph's recorded changes stay what the front end said."""
+    import explainer.api as api
+    from explainer.frontend.canonicalise import canonicalise
+    from explainer.onnx_io import load_model
+
+    real_build = api.build_forward_model
+    seen: list = []
+
+    def broken(graph):
+        seen.append((id(graph), list(graph.changes)))
+        model = real_build(graph)
+        model.skeleton.graph.node[0].op_type = "NoSuchOp"
+        return model
+
+    monkeypatch.setattr(api, "build_forward_model", broken)
+    with pytest.raises(api.ModelError, match=r"digits_cnn\.onnx: ONNX Runtime cannot run the rewritten forward graph"):
+        Explainer(DIGITS, "gradient")
+    assert len(seen) == 1
+    assert seen[0][1] == canonicalise(load_model(DIGITS)[0], str(DIGITS)).changes
