@@ -135,17 +135,20 @@ class InMemoryModel:
     @classmethod
     def from_model(cls, model: onnx.ModelProto, arrays: dict[str, np.ndarray],
                    min_bytes: int = EXTERNAL_MIN_BYTES) -> InMemoryModel:
-        """A copy of a loaded model whose large initializers are replaced by references to ``arrays``."""
+        """A copy of a loaded model whose large initializers are replaced by references to ``arrays``. The copy
+        shares no message with ``model``: holding any part of it does not keep ``model``'s protobuf alive."""
         skeleton = onnx.ModelProto()
         skeleton.ir_version = model.ir_version
         skeleton.opset_import.extend(model.opset_import)
         skeleton.metadata_props.extend(model.metadata_props)
+        skeleton.functions.extend(model.functions)
         graph = skeleton.graph
         graph.name = model.graph.name
         graph.node.extend(model.graph.node)
         graph.input.extend(model.graph.input)
         graph.output.extend(model.graph.output)
         graph.value_info.extend(model.graph.value_info)
+        graph.sparse_initializer.extend(model.graph.sparse_initializer)
         external = {}
         for tensor in model.graph.initializer:
             array = arrays.get(tensor.name)
