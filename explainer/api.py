@@ -7,17 +7,17 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from explainer.errors import ExplainerError, InputError, ModelError
 from explainer.frontend.canonicalise import canonicalise
 from explainer.frontend.ir import CanonicalGraph
 from explainer.images.spec import channel_sum
-from explainer.lrp.composites import Composite, input_bounds, make_composite
-from explainer.onnx_io import load_model, save_model
+from explainer.lrp.composites import Composite, Seed, input_bounds, make_composite
+from explainer.onnx_io import ModelSource, read_model, save_model
 from explainer.relevance.graph import LOGITS, RELEVANCE, TARGET, build_forward_model, build_relevance_model
 from explainer.runtime.providers import resolve_provider
 from explainer.runtime.sessions import make_session, run_bound
@@ -26,13 +26,19 @@ from explainer.runtime.sessions import make_session, run_bound
 @dataclass
 class Explanation:
     """Relevance (same shape as the input), pre-softmax logits (N, classes), the explained class per sample, and
-    the input layout (NCHW or NHWC) the relevance is laid out in."""
+    the input layout (NCHW or NHWC) the relevance is laid out in.
+
+    ``conservation`` (N,), for methods whose relevance starts from the target logit (the LRP methods): the sum of
+    each sample's relevance divided by its target logit, 1 where all of it arrives at the input (LRP-0 on a network
+    without biases), less where biases and stabilisers absorb some, NaN for a zero logit; None for gradient-like
+    methods, whose output is no share of the logit."""
 
     relevance: np.ndarray
     logits: np.ndarray
     target: np.ndarray
     method: str = ""
     layout: str = "NCHW"
+    conservation: np.ndarray | None = None
 
     def relevance_map(self) -> np.ndarray:
         """Relevance summed over the channel axis: (N, H, W)."""
@@ -56,22 +62,31 @@ class Explainer:
     (``ZBox(low, high)``, which must then agree with them).
     ``provider`` is 'auto' (CUDA when a device works, else CPU), 'cpu' or 'cuda'. ``input_shape`` fills dynamic
     non-batch dims of the model's input. ``source`` names the model in messages when it is passed as a ModelProto.
+    ``base_dir`` is the folder that external data of a model given as bytes or a ModelProto is read from (without
+    it, such a model's external data is an error; a model file's is read from the file's own folder).
+    Every failure a caller can cause is an ``ExplainerError`` (``explainer.errors``) naming the culprit.
     """
 
-    def __init__(self, model: str | os.PathLike | onnx.ModelProto | bytes, method: str | Composite | dict =
-                 "epsilon-plus-flat", *, provider: str = "auto", input_shape: tuple[int, ...] | None = None,
-                 low: Any = None, high: Any = None, verify: bool = True, source: str | None = None,
-                 threads: int | None = None, **rule_params: Any) -> None:
+    def __init__(self, model: ModelSource, method: str | Composite | dict = "epsilon-plus-flat", *,
+                 provider: str = "auto", input_shape: tuple[int, ...] | None = None, low: Any = None,
+                 high: Any = None, verify: bool = True, source: str | None = None, threads: int | None = None,
+                 base_dir: str | os.PathLike | None = None, **rule_params: Any) -> None:
         self.timings: dict[str, float] = {}
         self.threads = _check_threads(threads)
+        if not isinstance(provider, str):
+            raise InputError(f"provider must be 'auto', 'cpu' or 'cuda', got {provider!r}")
+        if source is not None and not isinstance(source, str):
+            raise InputError(f"source must be a string naming the model, got {source!r}")
+        self.source = source or "<model>"
         composite, bounds = self._composite(method, low, high, rule_params)  # bad parameters fail before model work
         with self._timed("load"):
-            proto, loaded_as = load_model(model)
-        self.source = source or loaded_as
-        self.metadata = {p.key: p.value for p in proto.metadata_props}
+            loaded = read_model(model, base_dir)
+        self.source = source or loaded.source
+        self._files = loaded.files  # the model's own files, which save() never replaces
+        self.metadata = {p.key: p.value for p in loaded.proto.metadata_props}
         with self._timed("canonicalise"):
-            self.graph: CanonicalGraph = canonicalise(proto, self.source, input_shape=input_shape)
-        del proto  # the canonical graph holds every weight it needs; the protobuf copy would double the memory
+            self.graph: CanonicalGraph = canonicalise(loaded.proto, self.source, input_shape=input_shape)
+        del loaded  # the canonical graph holds every weight it needs; the protobuf copy would double the memory
         self.provider = resolve_provider(provider)
         self._forward = _ForwardSession()
         if verify:
@@ -81,10 +96,13 @@ class Explainer:
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
-        """Record the wall time of ``stage`` in ``self.timings`` (seconds)."""
+        """Record the wall time of ``stage`` in ``self.timings`` (seconds); running out of memory in it is a
+        ModelError naming the stage."""
         start = time.perf_counter()
         try:
             yield
+        except MemoryError:
+            raise ModelError(f"{self.source}: not enough memory to {_STAGES.get(stage, stage)}") from None
         finally:
             self.timings[stage] = time.perf_counter() - start
 
@@ -145,10 +163,20 @@ class Explainer:
 
     # ------------------------------------------------------------------ running
     def _check_input(self, x: Any) -> np.ndarray:
-        x = np.asarray(x)
+        """``x`` as a contiguous float32 batch of the model's input shape. Only real numbers are accepted (integers
+        and floats): booleans, complex numbers (whose imaginary part would be dropped) and objects are refused, as
+        are values beyond float32's range (they would become Inf)."""
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"input is not an array of numbers ({' '.join(str(exc).split())[:200]})") from None
+        if x.dtype.kind not in "iuf":
+            raise InputError(f"input must be real numeric values (integers or floats), got dtype {x.dtype}")
         if x.dtype != np.float32:
-            if not np.issubdtype(x.dtype, np.number):
-                raise InputError(f"input must be numeric, got dtype {x.dtype}")
+            if x.dtype.kind == "f" and x.size and np.all(np.isfinite(x)) \
+                    and float(np.max(np.abs(x))) > float(np.finfo(np.float32).max):
+                raise InputError(f"the input has values beyond float32's range (largest magnitude "
+                                 f"{float(np.max(np.abs(x))):.3g})")
             x = x.astype(np.float32)
         if x.ndim == len(self.input_shape):
             x = x[None]
@@ -163,8 +191,26 @@ class Explainer:
         return np.ascontiguousarray(x)
 
     def _chunks(self, n: int, batch_size: int | None) -> list[slice]:
-        size = min(n, batch_size) if batch_size else n
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                       or batch_size < 1):
+            raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        size = min(n, int(batch_size)) if batch_size else n
         return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+    def _run(self, session: Any, outputs: list[str], feeds: dict[str, np.ndarray], what: str) -> list[np.ndarray]:
+        """One ONNX Runtime run; its failures (an allocation for a batch too large, say) are one-line errors."""
+        n = len(feeds[self.input_name])
+        try:
+            return run_bound(session, outputs, feeds, self.provider)
+        except ExplainerError:
+            raise
+        except MemoryError:
+            raise InputError(f"{self.source}: not enough memory for {what} on a batch of {n} samples; pass a smaller "
+                             "batch_size") from None
+        except Exception as exc:
+            raise ModelError(f"{self.source}: ONNX Runtime failed running {what} on a batch of {n} samples "
+                             f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}); a smaller batch_size "
+                             "may help") from None
 
     def forward(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """Pre-softmax logits (N, classes) of the canonical graph (the original model without a final softmax)."""
@@ -175,7 +221,7 @@ class Explainer:
         if self._forward.session is None:
             self._forward.session = make_session(build_forward_model(self.graph), self.provider,
                                                  threads=self.threads)
-        return run_bound(self._forward.session, [LOGITS], {self.input_name: x}, self.provider)[0]
+        return self._run(self._forward.session, [LOGITS], {self.input_name: x}, "the forward graph")[0]
 
     __call__ = forward
 
@@ -199,21 +245,56 @@ class Explainer:
                                  f"classes (0..{self.num_classes - 1})")
         logits, relevance = [], []
         for s in self._chunks(n, batch_size):
-            lg, rel = run_bound(self._relevance, [LOGITS, RELEVANCE], {self.input_name: x[s], TARGET: tgt[s]},
-                                self.provider)
+            lg, rel = self._run(self._relevance, [LOGITS, RELEVANCE], {self.input_name: x[s], TARGET: tgt[s]},
+                                f"method '{self.method}'")
             logits.append(lg)
             relevance.append(rel)
-        rel = np.concatenate(relevance)
+        rel, logits = np.concatenate(relevance), np.concatenate(logits)
         if not np.all(np.isfinite(rel)):
             bad = int((~np.isfinite(rel)).sum())
             raise ModelError(f"{self.source}: method '{self.method}' produced {bad} non-finite relevance values; "
                              "try a larger epsilon/stabiliser or another method")
-        return Explanation(relevance=rel, logits=np.concatenate(logits), target=tgt, method=self.method,
-                           layout=self.layout)
+        conservation = None
+        if self.composite.seed is Seed.LOGIT:
+            conservation = self._conservation(x, rel, logits[np.arange(n), tgt])
+        return Explanation(relevance=rel, logits=logits, target=tgt, method=self.method, layout=self.layout,
+                           conservation=conservation)
+
+    def _conservation(self, x: np.ndarray, rel: np.ndarray, seed: np.ndarray) -> np.ndarray:
+        """Sum of relevance / target logit per sample.
+
+        All of it vanishing for a sample whose input is not all zero (a zero input leaves nothing to multiply) and
+        whose target logit is not zero but smaller than the composite's largest stabiliser means the stabilisers
+        absorbed it: an InputError naming the method and the parameter to lower, not a silently blank heatmap. (With
+        small stabilisers an all-zero map is the network's own answer, a logit made by biases alone behind dead
+        ReLUs, and its conservation of 0 says so.)"""
+        totals = rel.reshape(len(rel), -1).astype(np.float64).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            conservation = np.where(seed != 0, totals / seed, np.nan)
+        stabiliser = self.composite.largest_stabiliser
+        vanished = [i for i in range(len(rel))
+                    if 0 < abs(float(seed[i])) < stabiliser and not rel[i].any() and x[i].any()]
+        if vanished:
+            params = {k: v for k, v in self.composite.params.items() if k in ("epsilon", "stabiliser")}
+            lower = (", ".join(f"{k} (now {v:g})" for k, v in params.items()) if params
+                     else f"the epsilon/stabiliser of its rules (largest {stabiliser:g})")
+            raise InputError(f"{self.source}: method '{self.method}' returned all-zero relevance for "
+                             f"{len(vanished)} of {len(rel)} samples (sample {vanished[0]}: target logit "
+                             f"{float(seed[vanished[0]]):.4g}); its stabilisers, larger than the logit, absorbed "
+                             f"the relevance: lower {lower}")
+        return conservation.astype(np.float32)
 
     def save(self, path: str | os.PathLike) -> str:
-        """Write the relevance graph as a standalone ONNX model (inputs: image, target; outputs: logits, relevance)."""
-        return str(save_model(self.relevance_model.full(), path))
+        """Write the relevance graph as a standalone ONNX model (inputs: image, target; outputs: logits, relevance).
+        The file appears complete or not at all; its folder is made when missing; the model this explainer was
+        made from (and its external data) is never replaced. Failures are an ``InputError`` (a bad path) or an
+        ``OutputError`` (the write failed), both naming the path."""
+        target = _save_path(path)
+        for written in (target, target.with_name(target.name + ".data")):
+            if any(_same_file(written, f) for f in self._files):
+                raise InputError(f"{target}: is the model this explainer was made from (or its external data); "
+                                 "save the relevance graph under another name")
+        return str(save_model(self.relevance_model.full(), target))
 
     # ------------------------------------------------------------------ checks
     def _verify(self) -> None:
@@ -232,6 +313,33 @@ class Explainer:
         if diff > 1e-3 * max(1.0, float(np.abs(reference).max())):
             raise ModelError(f"{self.source}: the rewritten graph's logits differ from the original model's "
                              f"(max |diff| {diff:.3g}); refusing to explain")
+
+
+#: what each timed stage does, for messages
+_STAGES = {"load": "load the model", "canonicalise": "read the model's graph", "verify": "verify the rewritten graph",
+           "build": "build the relevance graph", "session": "open the ONNX Runtime session"}
+
+
+def _save_path(path: Any) -> Path:
+    """``path`` as the Path of a file to write (InputError for anything else: not a path, empty, a folder)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"the path to save to must be a string or path, got {type(path).__name__}")
+    text = os.fsdecode(path)
+    if not text.strip() or "\0" in text:
+        raise InputError(f"cannot save to {text!r}: expected the path of an .onnx file")
+    target = Path(text)
+    if target.name in ("", ".", "..") or text.endswith(("/", os.sep)):
+        raise InputError(f"cannot save to {text!r}: expected the path of an .onnx file, not a folder")
+    if target.is_dir():
+        raise InputError(f"cannot save to {text!r}: it is a folder; give the path of an .onnx file in it")
+    return target
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _check_threads(threads: int | None) -> int | None:

@@ -28,3 +28,8 @@ class UnsupportedOpError(ModelError):
 
 class InputError(ExplainerError):
     """A user-supplied input (image, array, target, path, option) is invalid."""
+
+
+class OutputError(ExplainerError, OSError):
+    """A result cannot be written (its folder cannot be made, the disk is full, the path is not writable). Also an
+    :class:`OSError` with ``errno``, ``strerror`` and ``filename``, so code that handles OSError keeps working."""

@@ -1,85 +1,348 @@
-"""Reading and writing ONNX files safely (external data stays inside the model's folder)."""
+"""Reading and writing ONNX files safely: external data is read only from inside the model's folder and only as far as
+the tensors declare, tensor data that does not fit its declared shape is a ModelError naming the tensor, and a saved
+model appears complete or not at all."""
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import external_data_helper, numpy_helper
+from onnx import external_data_helper, helper, numpy_helper
 
-from explainer.errors import ModelError
+from explainer.errors import InputError, ModelError, OutputError
+from explainer.files import FileGroup
 
 #: protobuf cannot serialise a single message past 2 GiB; above this we store weights as external data
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
+#: what ``load_model`` accepts as a model
+ModelSource = str | os.PathLike | onnx.ModelProto | bytes
 
-def _check_external_locations(model: onnx.ModelProto, base: Path, source: str) -> None:
-    base_resolved = base.resolve()
-    for tensor in external_data_helper._get_all_tensors(model):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        info = {entry.key: entry.value for entry in tensor.external_data}
-        location = info.get("location", "")
-        try:
-            target = (base / location).resolve()
-        except (ValueError, OSError, RuntimeError) as exc:
-            raise ModelError(f"{source}: initializer '{tensor.name}' has an unusable external data location "
-                             f"{location!r} ({exc.__class__.__name__})") from None
-        if os.path.isabs(location) or base_resolved not in (target, *target.parents):
-            raise ModelError(f"{source}: initializer '{tensor.name}' refers to external data '{location}' outside "
-                             f"the model's folder {base_resolved}; refusing to read it")
-        try:
-            exists = target.is_file()
-        except (ValueError, OSError):
-            exists = False
-        if not exists:
-            raise ModelError(f"{source}: initializer '{tensor.name}' needs external data file '{location}', "
-                             f"which does not exist next to the model")
+#: bits per element of the sub-byte types (packed in raw data); the names differ between onnx versions
+_PACKED_BITS = {getattr(onnx.TensorProto, name): bits for name, bits in
+                (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2), ("FLOAT6E2M3", 6),
+                 ("FLOAT6E3M2", 6)) if hasattr(onnx.TensorProto, name)}
+_COMPLEX = (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
 
 
-def load_model(model: str | os.PathLike | onnx.ModelProto | bytes) -> tuple[onnx.ModelProto, str]:
-    """Load an ONNX model from a path, bytes or a ModelProto; returns (model, a name for messages)."""
+@dataclass
+class LoadedModel:
+    """A loaded model, a name for it in messages, and the files it was read from (the model file and its external
+    data files; none for bytes or a ModelProto without external data)."""
+
+    proto: onnx.ModelProto
+    source: str
+    files: tuple[Path, ...] = ()
+
+
+def load_model(model: ModelSource, base_dir: str | os.PathLike | None = None) -> tuple[onnx.ModelProto, str]:
+    """Load an ONNX model from a path, bytes or a ModelProto; returns (model, a name for messages). See
+    :func:`read_model`."""
+    loaded = read_model(model, base_dir)
+    return loaded.proto, loaded.source
+
+
+def read_model(model: ModelSource, base_dir: str | os.PathLike | None = None) -> LoadedModel:
+    """Load an ONNX model from a path, bytes or a ModelProto, with its external data.
+
+    A file's external data is read from the file's folder. Bytes and a ModelProto have no folder: their external data
+    is an error unless ``base_dir`` names the folder it lives in. Either way every location must lie inside that
+    folder, and each external tensor is read only as far as its declared shape reaches. A ModelProto is never
+    changed: when it has external data, a copy is loaded."""
     if isinstance(model, onnx.ModelProto):
-        return model, "<ModelProto>"
-    if isinstance(model, (bytes, bytearray)):
+        return _with_external_data(model, "<ModelProto>", _base_dir(base_dir), copy=True)
+    if isinstance(model, (bytes, bytearray, memoryview)):
         try:
-            return onnx.load_from_string(bytes(model)), "<bytes>"
+            proto = onnx.load_from_string(bytes(model))
         except Exception as exc:
-            raise ModelError(f"<bytes>: not a valid ONNX model ({exc.__class__.__name__}: {exc})") from None
-    path = Path(model)
+            raise ModelError(f"<bytes>: not a valid ONNX model ({_describe(exc)})") from None
+        return _with_external_data(proto, "<bytes>", _base_dir(base_dir), copy=False)
+    if not isinstance(model, (str, os.PathLike)):
+        raise InputError(f"the model must be a file path, bytes or an onnx.ModelProto, got {type(model).__name__}")
+    if base_dir is not None:
+        raise InputError("base_dir= is for a model given as bytes or a ModelProto; a model file's external data is "
+                         "read from the file's own folder")
+    path = Path(os.fsdecode(model))
     source = str(path)
-    if not path.exists():
-        raise ModelError(f"{source}: no such file")
-    if path.is_dir():
-        raise ModelError(f"{source}: is a directory, expected an .onnx file")
-    if path.stat().st_size == 0:
-        raise ModelError(f"{source}: file is empty")
+    if not os.fsdecode(model):
+        raise InputError("the model path is empty")
+    try:
+        if not path.exists():
+            raise ModelError(f"{source}: no such file")
+        if path.is_dir():
+            raise ModelError(f"{source}: is a directory, expected an .onnx file")
+        if not path.is_file():
+            raise ModelError(f"{source}: not a regular file")
+        if path.stat().st_size == 0:
+            raise ModelError(f"{source}: file is empty")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{source}: cannot open the model file ({_describe(exc)})") from None
     try:
         proto = onnx.load(str(path), load_external_data=False)
+    except OSError as exc:
+        raise ModelError(f"{source}: cannot read the model file ({_describe(exc)})") from None
     except Exception as exc:
-        raise ModelError(f"{source}: not a valid ONNX model ({exc.__class__.__name__}: {exc})") from None
+        raise ModelError(f"{source}: not a valid ONNX model ({_describe(exc)})") from None
     if not proto.graph.node:
         raise ModelError(f"{source}: not a valid ONNX model (the graph has no nodes)")
-    _check_external_locations(proto, path.parent, source)
+    loaded = _with_external_data(proto, source, path.parent, copy=False)
+    return LoadedModel(loaded.proto, source, (path.resolve(), *loaded.files))
+
+
+def _base_dir(base_dir: str | os.PathLike | None) -> Path | None:
+    if base_dir is None:
+        return None
+    if not isinstance(base_dir, (str, os.PathLike)) or not os.fsdecode(base_dir):
+        raise InputError(f"base_dir must be the path of a folder, got {base_dir!r}")
+    path = Path(os.fsdecode(base_dir))
     try:
-        external_data_helper.load_external_data_for_model(proto, str(path.parent))
+        is_dir = path.is_dir()
+    except (OSError, ValueError):
+        is_dir = False
+    if not is_dir:
+        raise InputError(f"base_dir {str(path)!r} is not a folder")
+    return path
+
+
+def iter_tensors(model: onnx.ModelProto, *, initializers: bool = True) -> Iterator[tuple[onnx.TensorProto, str]]:
+    """Every tensor ``model`` holds, with what it is in words: initializers (the main graph's only with
+    ``initializers``), sparse initializers, and the tensors of node attributes (Constant values), in subgraphs and
+    model-local functions too."""
+    yield from _graph_tensors(model.graph, initializers=initializers)
+    for function in model.functions:
+        for node in function.node:
+            yield from _node_tensors(node, f" in function '{function.domain}.{function.name}'")
+
+
+def _graph_tensors(graph: onnx.GraphProto, where: str = "", *,
+                   initializers: bool = True) -> Iterator[tuple[onnx.TensorProto, str]]:
+    for tensor in graph.initializer if initializers else ():
+        yield tensor, f"initializer '{tensor.name}'{where}"
+    for sparse in graph.sparse_initializer:
+        yield from _sparse_tensors(sparse, f"sparse initializer '{sparse.values.name}'{where}")
+    for node in graph.node:
+        yield from _node_tensors(node, where)
+
+
+def _node_tensors(node: onnx.NodeProto, where: str) -> Iterator[tuple[onnx.TensorProto, str]]:
+    label = node.name or (node.output[0] if node.output else node.op_type)
+    for a in node.attribute:
+        def what(tensor: onnx.TensorProto, attribute: str = a.name) -> str:
+            named = f"tensor '{tensor.name}'" if tensor.name else "the tensor"
+            return f"{named} in attribute '{attribute}' of node '{label}'{where}"
+        if a.HasField("t"):
+            yield a.t, what(a.t)
+        for tensor in a.tensors:
+            yield tensor, what(tensor)
+        if a.HasField("sparse_tensor"):
+            yield from _sparse_tensors(a.sparse_tensor, what(a.sparse_tensor.values))
+        for sparse in a.sparse_tensors:
+            yield from _sparse_tensors(sparse, what(sparse.values))
+        if a.HasField("g"):
+            yield from _graph_tensors(a.g, f" in a subgraph of node '{label}'{where}")
+        for graph in a.graphs:
+            yield from _graph_tensors(graph, f" in a subgraph of node '{label}'{where}")
+
+
+def _sparse_tensors(sparse: onnx.SparseTensorProto, what: str) -> Iterator[tuple[onnx.TensorProto, str]]:
+    yield sparse.values, f"{what} (values)"
+    yield sparse.indices, f"{what} (indices)"
+
+
+def _with_external_data(proto: onnx.ModelProto, source: str, base: Path | None, *, copy: bool) -> LoadedModel:
+    """``proto`` with its external data read from ``base`` (a copy of it when ``copy`` and there is any)."""
+    if not any(external_data_helper.uses_external_data(t) for t, _ in iter_tensors(proto)):
+        return LoadedModel(proto, source)
+    if copy:
+        proto = _copy(proto)
+    files = []
+    for tensor, what in iter_tensors(proto):
+        if external_data_helper.uses_external_data(tensor):
+            files.append(_load_external_tensor(tensor, what, base, source))
+    return LoadedModel(proto, source, tuple(dict.fromkeys(files)))
+
+
+def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
+    copied = onnx.ModelProto()
+    copied.CopyFrom(proto)
+    return copied
+
+
+def _load_external_tensor(tensor: onnx.TensorProto, what: str, base: Path | None, source: str) -> Path:
+    """Read ``tensor``'s external data into it after checking its location (inside ``base``) and its extent (the
+    file holds the bytes its declared shape needs); returns the file read."""
+    try:
+        info = external_data_helper.ExternalDataInfo(tensor)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{source}: {what} has malformed external data fields ({_describe(exc)})") from None
+    location = info.location
+    if base is None:
+        raise ModelError(f"{source}: {what} keeps its data in the external file {location!r}, and a model given as "
+                         "bytes or a ModelProto has no folder to read it from; pass base_dir= (the model's folder) or "
+                         "load the model from its file")
+    target = _external_file(what, location, base, source)
+    offset = info.offset or 0
+    need = declared_bytes(tensor, what, source)
+    if need is None:
+        raise ModelError(f"{source}: {what} of type {_type_name(tensor)} cannot keep its data in an external file")
+    if info.length is not None and info.length != need:
+        raise ModelError(f"{source}: {what} declares shape {list(tensor.dims)} ({need} bytes of "
+                         f"{_type_name(tensor)}) but its external data length is {info.length} bytes")
+    available = max(target.stat().st_size - offset, 0)
+    if available < need:
+        raise ModelError(f"{source}: {what} declares shape {list(tensor.dims)} ({need} bytes of "
+                         f"{_type_name(tensor)}) but {location!r} holds only {available} bytes from offset {offset}")
+    if info.length is None:
+        entry = tensor.external_data.add()  # read exactly the declared extent, not the rest of the file
+        entry.key, entry.value = "length", str(need)
+    try:
+        external_data_helper.load_external_data_for_tensor(tensor, str(base))
     except Exception as exc:
-        raise ModelError(f"{source}: cannot read external data ({exc})") from None
-    return proto, source
+        raise ModelError(f"{source}: cannot read the external data of {what} from {location!r} "
+                         f"({_describe(exc)})") from None
+    return target
+
+
+def _external_file(what: str, location: str, base: Path, source: str) -> Path:
+    """The file ``location`` names, which must exist inside ``base`` (symlinks resolved)."""
+    base_resolved = base.resolve()
+    if not location:
+        raise ModelError(f"{source}: {what} is marked as external data but names no file")
+    try:
+        target = (base / location).resolve()
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise ModelError(f"{source}: {what} has an unusable external data location {location!r} "
+                         f"({exc.__class__.__name__})") from None
+    if os.path.isabs(location) or base_resolved not in (target, *target.parents):
+        raise ModelError(f"{source}: {what} refers to external data '{location}' outside the model's folder "
+                         f"{base_resolved}; refusing to read it")
+    try:
+        exists = target.is_file()
+    except (ValueError, OSError):
+        exists = False
+    if not exists:
+        raise ModelError(f"{source}: {what} needs external data file '{location}', which does not exist next to "
+                         "the model")
+    return target
+
+
+def _type_name(tensor: onnx.TensorProto) -> str:
+    try:
+        return onnx.TensorProto.DataType.Name(tensor.data_type)
+    except ValueError:
+        return f"type {tensor.data_type}"
+
+
+def declared_bytes(tensor: onnx.TensorProto, what: str, source: str) -> int | None:
+    """The bytes of raw data ``tensor``'s type and shape declare (None for strings); a ModelError for a negative dim
+    or an unknown type. Python integers: no overflow, however large the declared shape."""
+    dims = [int(d) for d in tensor.dims]
+    if any(d < 0 for d in dims):
+        raise ModelError(f"{source}: {what} declares a negative dimension: shape {dims}")
+    if tensor.data_type == onnx.TensorProto.STRING:
+        return None
+    count = math.prod(dims)
+    bits = _PACKED_BITS.get(tensor.data_type)
+    if bits is not None:
+        return (count * bits + 7) // 8
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, ValueError, TypeError):
+        raise ModelError(f"{source}: {what} has an unknown element type ({tensor.data_type})") from None
+    return count * itemsize
+
+
+def tensor_array(tensor: onnx.TensorProto, source: str, what: str | None = None) -> np.ndarray:
+    """``tensor``'s value as an array; data that does not fit the declared type and shape is a ModelError naming the
+    tensor, its declared shape and the data present. Nothing of the declared size is allocated before the data is
+    known to fill it (packed and typed data are counted first; raw data is only viewed, then reshaped)."""
+    what = what or f"tensor '{tensor.name}'"
+    if external_data_helper.uses_external_data(tensor):
+        raise ModelError(f"{source}: {what} keeps its data in an external file that was not loaded")
+    need = declared_bytes(tensor, what, source)
+    if not _fits(tensor, need):
+        raise ModelError(_misfit(tensor, what, source, need))
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:
+        raise ModelError(_misfit(tensor, what, source, need) + f" ({_describe(exc)})") from None
+
+
+def _fits(tensor: onnx.TensorProto, need: int | None) -> bool:
+    """Whether the data present matches the declared size, where counting it is free: typed fields (O(1) lengths)
+    and packed raw data (sub-byte types, rare and small). Plain raw data is checked by reshaping it."""
+    if tensor.HasField("raw_data"):
+        return tensor.data_type not in _PACKED_BITS or len(tensor.raw_data) == need
+    count = math.prod(int(d) for d in tensor.dims)
+    field_name = helper.tensor_dtype_to_field(tensor.data_type)
+    if tensor.data_type in _PACKED_BITS:
+        count = need
+    elif tensor.data_type in _COMPLEX:
+        count *= 2
+    return len(getattr(tensor, field_name)) == count
+
+
+def _misfit(tensor: onnx.TensorProto, what: str, source: str, need: int | None) -> str:
+    if tensor.HasField("raw_data"):
+        present = f"{len(tensor.raw_data)} bytes"
+    else:
+        present = f"{len(getattr(tensor, helper.tensor_dtype_to_field(tensor.data_type)))} stored values"
+    declared = f"{need} bytes" if need is not None else "strings"
+    return (f"{source}: {what} declares shape {list(tensor.dims)} of {_type_name(tensor)} ({declared}) but holds "
+            f"{present}; the model file is damaged")
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Save; models past protobuf's limit keep their weights in ``<name>.data`` next to the file."""
+    """Save ``model`` to ``path`` (its folder is made when missing); models past protobuf's limit keep their weights in
+    ``<name>.data`` next to the file. The file appears complete or not at all, and an existing symlink at ``path`` is
+    replaced, never followed. A failed write is an :class:`OutputError` naming the path; folders this call made are
+    removed again."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if model.ByteSize() > EXTERNAL_DATA_THRESHOLD:
-        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
-    else:
-        onnx.save_model(model, str(path))
+    made = _make_folder(path.parent, path)
+    try:
+        with FileGroup(path.parent) as files:
+            written = files.path(path.name)
+            if model.ByteSize() > EXTERNAL_DATA_THRESHOLD:
+                onnx.save_model(model, str(written), save_as_external_data=True, all_tensors_to_one_file=True,
+                                location=path.name + ".data", size_threshold=1024)
+            else:
+                onnx.save_model(model, str(written))
+    except OSError as exc:
+        _remove_folders(made)
+        raise _output_error(exc, path) from None
     return path
+
+
+def _make_folder(folder: Path, path: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; returns those made, deepest first."""
+    missing = []
+    for parent in (folder, *folder.parents):
+        if parent.exists() or parent.is_symlink():
+            break
+        missing.append(parent)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_folders(missing)
+        raise _output_error(exc, path) from None
+    return missing
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _output_error(exc: OSError, path: Path) -> OutputError:
+    if exc.errno is None:
+        return OutputError(f"cannot write {path}: {exc}")
+    return OutputError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def serialise(model: onnx.ModelProto) -> bytes:
@@ -166,3 +429,7 @@ class InMemoryModel:
             if tensor.name in self.external:
                 model.graph.initializer[i].CopyFrom(numpy_helper.from_array(self.external[tensor.name], tensor.name))
         return model
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"

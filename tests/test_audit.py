@@ -1,13 +1,16 @@
 """CI audit: pass/fail against the random baseline and a stored baseline, and the report files it writes."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from explainer.errors import InputError
-from explainer.evaluation.audit import audit_decision, audit_markdown, write_audit_report
+from explainer.evaluation.audit import audit_decision, audit_markdown, check_audit_request, write_audit_report
 from explainer.evaluation.region_perturbation import compare_heatmaps
 
 SETTINGS = {"steps": 100, "region": 9, "grid": "fixed", "perturb": "uniform", "repeats": 10, "seed": 0,
@@ -91,6 +94,39 @@ def test_written_report_files(tmp_path, passing: bool) -> None:
     assert "| random | 0.2000 | - | - |" in markdown
     assert "grid=fixed" in markdown and "steps=100" in markdown
     assert ("Failed checks" in markdown) is not passing
+
+
+def test_written_report_is_both_files_or_neither(tmp_path, monkeypatch) -> None:
+    """A write error on report.md (a full disk) leaves no report.json either, and names report.md."""
+    evaluation = report({"lrp": 0.9, "random": 0.2})
+    outcome = audit_decision(evaluation, "lrp", min_gain=0.5)
+    real_write_text = Path.write_text
+
+    def full_disk(self: Path, text: str, *args, **kwargs) -> int:
+        if self.name == "report.md":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError) as caught:
+        write_audit_report(outcome, evaluation, tmp_path / "audit")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "audit" / "report.md")
+    assert list((tmp_path / "audit").iterdir()) == []
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (dict(min_gain=float("nan")), "min_gain must be a finite number"),
+    (dict(max_drop=0.1), "max_drop needs a baseline"),
+    (dict(baseline=report({"lrp": 0.5}), max_drop=-1.0), "max_drop must be a finite number >= 0"),
+    (dict(baseline=report({"gradient": 0.5})), "method 'lrp' is not in the baseline"),
+    (dict(baseline={"methods": {"lrp": {"aopc": "high"}}}), "no finite AOPC for method 'lrp'"),
+])
+def test_requests_are_checked_without_an_evaluation(arguments: dict, message: str) -> None:
+    call = dict(min_gain=0.0)
+    call.update(arguments)
+    with pytest.raises(InputError, match=message):
+        check_audit_request("lrp", **call)
+    check_audit_request("lrp", min_gain=0.0, baseline=report({"lrp": 0.5}), max_drop=0.0)
 
 
 def test_audit_of_a_real_evaluation_tells_a_good_heatmap_from_a_bad_one() -> None:

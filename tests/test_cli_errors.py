@@ -171,6 +171,7 @@ def test_check_exit_codes(capsys, tmp_path):
     rc, out, err = cli(capsys, "check", save(model, tmp_path / "unsupported.onnx"))
     assert rc == 2
     assert "cannot be explained" in out and "Traceback" not in out + err
+    assert_one_line_error(rc, err, "unsupported op(s)")
     for name, _ in bad:
         assert f"node '{name}'" in out
     assert any(line.strip().startswith("Erf") and "UNSUPPORTED" in line for line in out.splitlines())
@@ -215,6 +216,65 @@ def test_evaluate_random_only_does_not_crash(capsys, tmp_path):
         assert "random" in (tmp_path / "eval" / "aopc.json").read_text()
     else:
         assert_one_line_error(rc, err, "random")
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "huge", "binary", "folder"])
+def test_labels_read_is_bounded(capsys, tmp_path, kind):
+    """--labels is read up to 16 MiB: /dev/zero or a huge file is refused, not read into memory; so is binary data."""
+    path = {"/dev/zero": Path("/dev/zero"), "huge": tmp_path / "huge.txt", "binary": tmp_path / "labels.bin",
+            "folder": tmp_path}[kind]
+    if kind == "huge":
+        path.write_bytes(b"class\n" * (3 * 2**20))
+    if kind == "binary":
+        path.write_bytes(b"".join(b"%d\x00\n" % k for k in range(10)))
+    fragment = {"/dev/zero": "larger than 16 MiB", "huge": "larger than 16 MiB", "binary": "NUL bytes",
+                "folder": "is a folder"}[kind]
+    rc, _, err = cli(capsys, "explain", DIGITS, DIGIT_3, "--labels", path, "--out", "out")
+    assert_one_line_error(rc, err, str(path), fragment)
+    assert files_under(tmp_path / "out") == set()
+
+
+def dynamic_cnn(tmp_path: Path, dims=("N", 3, "H", "W")) -> Path:
+    """x [N, 3, H, W] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> 5 scores, with the given dims."""
+    from tests.support.onnx_graphs import G
+    g = G()
+    pooled = g.node("GlobalAveragePool", [g.node("Relu", [g.conv("x", 3, 4, pads=[1, 1, 1, 1])])])
+    out = g.node("Gemm", [g.node("Flatten", [pooled], axis=1), g.w((5, 4))], transB=1)
+    return save(g.model(list(dims), out), tmp_path / "dynamic.onnx")
+
+
+def test_size_over_the_memory_limit(capsys, tmp_path, monkeypatch):
+    """--size on a dynamic model: the image's bytes are checked before the model is run (limit: EXPLAINER_MAX_BYTES,
+    default 4 GiB)."""
+    model = dynamic_cnn(tmp_path)
+    monkeypatch.setenv("EXPLAINER_MAX_BYTES", "4M")
+    rc, _, err = cli(capsys, "explain", model, DIGIT_3, "--out", "out", "--size", "600")
+    assert_one_line_error(rc, err, "one image of shape [3, 600, 600] needs 4.12 MiB of memory",
+                          "limit of 4 MiB", "EXPLAINER_MAX_BYTES")
+    monkeypatch.setenv("EXPLAINER_MAX_BYTES", "8M")
+    rc, _, err = cli(capsys, "explain", model, DIGIT_3, "--out", "out", "--size", "600")
+    assert rc == 0, err
+    monkeypatch.delenv("EXPLAINER_MAX_BYTES")
+    rc, _, err = cli(capsys, "explain", model, DIGIT_3, "--out", "out", "--size", "20000")
+    assert_one_line_error(rc, err, "one image of shape [3, 20000, 20000] needs 4.47 GiB", "limit of 4 GiB")
+
+
+@pytest.mark.parametrize("height", [10**9, 10**10])
+def test_declared_input_dims_over_the_memory_limit(capsys, tmp_path, height):
+    model = dynamic_cnn(tmp_path, dims=("N", 3, height, 10))
+    rc, _, err = cli(capsys, "explain", model, DIGIT_3, "--out", "out")
+    assert_one_line_error(rc, err, f"one image of shape [3, {height}, 10] needs",
+                          {10**9: "112 GiB", 10**10: "1.09 TiB"}[height], "limit of 4 GiB")
+
+
+def test_thin_strip_image_is_refused_before_the_resize(capsys, tmp_path):
+    """A 3 KB 3,000,000×1 PNG passes Pillow's bomb check; covering a 32×32 crop would need a 111,000,000×37 image."""
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.zeros((1, 3_000_000), np.uint8)).save(strip)
+    assert strip.stat().st_size < 10_000
+    rc, _, err = explain(capsys, DIGITS, DIGIT_3, strip)
+    assert_one_line_error(rc, err, str(strip), "resizing a 3000000x1 image to 111000000x37", "GiB of memory")
+    assert files_under(tmp_path / "out") == set()
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -395,3 +455,24 @@ def test_installed_console_script(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert_one_line_error(proc.returncode, proc.stderr, "nope.onnx", "no such file")
+
+
+@pytest.mark.parametrize("size", [["--size", "32"], ["--size", "32x48"], ["--size=40,40"]])
+def test_size_is_one_argument_and_leaves_the_images_alone(capsys, tmp_path, size):
+    """``--size`` before the image paths takes one value (N or HxW), never an image path."""
+    model = dynamic_cnn(tmp_path)
+    rc, _, err = cli(capsys, "explain", model, *size, DIGIT_3, "--out", "out")
+    assert rc == 0, err
+
+
+def test_bad_size_is_a_one_line_error(capsys, tmp_path):
+    rc, _, err = cli(capsys, "explain", dynamic_cnn(tmp_path), DIGIT_3, "--out", "out", "--size", "-5")
+    assert rc == 2 and "expected a positive size N or HxW" in err and "Traceback" not in err
+
+
+def test_evaluate_refuses_a_batch_or_curves_past_the_memory_limit(capsys):
+    """--repeats/--batch-size are checked against the memory limit before any explanation is computed."""
+    rc, _, err = cli(capsys, "evaluate", DIGITS, DIGIT_3, "--out", "out", "--repeats", "100000", "--batch-size",
+                     "100000", "--steps", "100", "--region", "2")
+    assert rc == 2 and "--batch-size 100000: one batch of 100000 perturbed images" in err
+    assert "EXPLAINER_MAX_BYTES" in err and "Traceback" not in err

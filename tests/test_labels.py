@@ -116,3 +116,31 @@ def test_top_k_is_stable_for_huge_logits() -> None:
 def test_top_k_errors(logits, k, labels, fragment: str) -> None:
     with pytest.raises(InputError, match=fragment):
         top_k(logits, k, labels)
+
+
+def test_labels_read_is_bounded(tmp_path: Path) -> None:
+    """At most 16 MiB are read: /dev/zero and a huge file are refused without reading them into memory."""
+    huge = tmp_path / "huge.txt"
+    huge.write_bytes(b"name\n" * (4 * 2**20))
+    for path in (huge, Path("/dev/zero")):
+        with pytest.raises(InputError, match="is larger than 16 MiB"):
+            read_labels(path)
+    just_fits = tmp_path / "fits.txt"
+    just_fits.write_bytes(b"x" * (16 * 2**20 - 1) + b"\n")
+    assert read_labels(just_fits) == ["x" * (16 * 2**20 - 1)]
+
+
+def test_binary_and_folder_labels_are_refused(tmp_path: Path) -> None:
+    binary = tmp_path / "labels.bin"
+    binary.write_bytes(b"cat\ndog\x00\x00\nbird\n")
+    with pytest.raises(InputError, match=r"labels\.bin is not a text file \(it contains NUL bytes\)"):
+        read_labels(binary)
+    with pytest.raises(InputError, match="is a folder"):
+        read_labels(tmp_path)
+
+
+def test_label_names_keep_their_characters(tmp_path: Path) -> None:
+    """Names are data: escape sequences stay in them (the CLI escapes what it prints), so indices never shift."""
+    path = tmp_path / "labels.txt"
+    path.write_text("cat\x1b[2J\ndog\u202e\n", encoding="utf-8")
+    assert read_labels(path) == ["cat\x1b[2J", "dog\u202e"]

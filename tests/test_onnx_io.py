@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from explainer import Explainer, UnsupportedOpError
+from explainer import Explainer
 from explainer.onnx_io import InMemoryModel
 from explainer.runtime.sessions import make_session
 
@@ -42,11 +41,14 @@ def test_copy_keeps_local_functions():
     np.testing.assert_allclose(_run(copy, x), _run(model, x), rtol=1e-6, atol=1e-6)
 
 
-def test_a_model_local_function_is_reported_as_an_unsupported_op():
-    """The front end's reference run (on the copy) succeeds, so the converter names the op it cannot convert, instead
-    of an ONNX Runtime error about an unregistered function."""
-    with pytest.raises(UnsupportedOpError, match=r"custom\.MyRelu"):
-        Explainer(_function_model(), "gradient", provider="cpu")
+def test_a_model_local_function_of_supported_ops_is_inlined_and_explained():
+    """The front end inlines model-local functions (it reported this one, a Relu, as the unsupported op
+    'custom.MyRelu' before), and the explainer's forward pass equals the model's own."""
+    model = _function_model()
+    ex = Explainer(model, "gradient", provider="cpu")
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(ex.forward(x), _run(model, x), rtol=1e-5, atol=1e-5)
+    assert "inlined model-local functions: custom.MyRelu×1" in ex.changes
 
 
 def test_copy_keeps_sparse_initializers():

@@ -17,6 +17,7 @@ from explainer.images.preprocess import (
     to_model_input,
 )
 from explainer.images.spec import InputSpec
+from explainer.limits import check_bytes, format_bytes, forward_bytes, graph_bytes, max_bytes, parse_bytes
 
 # 2x2 RGB image; pixel (row, col) -> (R, G, B)
 IMAGE = np.array(
@@ -258,3 +259,84 @@ def test_load_batch_end_to_end(tmp_path) -> None:
     np.testing.assert_allclose(x[1], 60 / 255, atol=1e-6)
     with pytest.raises(InputError, match="1 channel"):
         load_batch([tmp_path / "0.png"], InputSpec("NCHW", 1), prep, size=16)
+
+
+# ---------------------------------------------------------------------------------------------- memory limits
+@pytest.mark.parametrize("text, value", [("4096", 4096), ("512M", 512 * 2**20), ("32g", 32 * 2**30),
+                                         ("1.5GiB", 3 * 2**29), (" 8 GB ", 8 * 2**30), ("2T", 2 * 2**40)])
+def test_parse_bytes(text, value) -> None:
+    assert parse_bytes(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "-1", "0", "1.5X", "lots", "inf", "nan"])
+def test_parse_bytes_refuses(text) -> None:
+    with pytest.raises(ValueError):
+        parse_bytes(text)
+
+
+def test_max_bytes_from_the_environment(monkeypatch) -> None:
+    monkeypatch.delenv("EXPLAINER_MAX_BYTES", raising=False)
+    assert max_bytes() == 4 * 2**30
+    monkeypatch.setenv("EXPLAINER_MAX_BYTES", "64G")
+    assert max_bytes() == 64 * 2**30
+    monkeypatch.setenv("EXPLAINER_MAX_BYTES", "lots")
+    with pytest.raises(InputError, match="EXPLAINER_MAX_BYTES='lots' is not a byte count"):
+        max_bytes()
+
+
+def test_format_bytes_and_check_bytes(monkeypatch) -> None:
+    assert [format_bytes(n) for n in (0, 1023, 1536, 4 * 2**30, 3 * 10**10 * 4)] == \
+        ["0 B", "1023 B", "1.5 KiB", "4 GiB", "112 GiB"]
+    assert format_bytes(10**400) == "about 2^1328 B"
+    monkeypatch.setenv("EXPLAINER_MAX_BYTES", "1K")
+    assert check_bytes(1024, "a request") == 1024
+    with pytest.raises(InputError, match=r"^a request needs 1 KiB of memory, more than the limit of 1023 B \(set "
+                                         r"EXPLAINER_MAX_BYTES to allow more\)$") as caught:
+        monkeypatch.setenv("EXPLAINER_MAX_BYTES", "1023")
+        check_bytes(1024, "a request")
+    assert "\n" not in str(caught.value)
+
+
+def test_graph_estimates() -> None:
+    shapes = [(1, 3, 8, 8), (1, 16, 8, 8), (1, 16, 4, 4), (1, 10)]
+    assert graph_bytes(shapes) == 4 * (192 + 1024 + 256 + 10)
+    assert graph_bytes(shapes, batch=8) == 8 * 4 * (192 + 1024 + 256 + 10)
+    assert forward_bytes(shapes, batch=8) == 8 * 4 * (1024 + 256)
+    assert graph_bytes([(1, 10**10, 10**10)]) == 4 * 10**20        # exact, no int64 overflow
+
+
+def test_input_spec_refuses_sizes_over_the_memory_limit(monkeypatch) -> None:
+    dynamic = InputSpec.from_shape(["N", 3, "H", "W"], name="data")
+    with pytest.raises(InputError, match=r"model input 'data': one image of shape \[3, 20000, 20000\] needs 4\.47 GiB "
+                                         r"of memory, more than the limit of 4 GiB"):
+        dynamic.resolve(20000)
+    declared = InputSpec.from_shape([1, 3, 10**9, 10], name="x")
+    with pytest.raises(InputError, match=r"\[3, 1000000000, 10\] needs 112 GiB"):
+        declared.resolve()
+    with pytest.raises(InputError, match="112 GiB"):
+        declared.batch_shape(1)
+    monkeypatch.setenv("EXPLAINER_MAX_BYTES", "8G")
+    assert dynamic.resolve(20000) == (20000, 20000)
+    nhwc = InputSpec.from_shape([1, 300, 300, 1], name="g")
+    monkeypatch.setenv("EXPLAINER_MAX_BYTES", "100K")
+    with pytest.raises(InputError, match=r"one image of shape \[300, 300, 1\] needs 352 KiB"):
+        nhwc.resolve()
+
+
+def test_resize_refuses_a_thin_strip_before_allocating(monkeypatch) -> None:
+    """A 1×30000 strip covering a 32×32 crop would be scaled to 1,110,000×37: refused with the figure."""
+    strip = np.zeros((1, 30000), np.uint8)
+    monkeypatch.setenv("EXPLAINER_MAX_BYTES", "16M")
+    with pytest.raises(InputError, match=r"resizing a 30000x1 image to 1110000x37 \(to cover the 32x32 crop\) needs "
+                                         r"78\.3 MiB of memory, more than the limit of 16 MiB"):
+        resize_center_crop(strip, 32)
+    with pytest.raises(InputError, match=r"needs 274 MiB"):       # RGB: 4 bytes a pixel in Pillow, 3 in NumPy
+        resize_center_crop(np.zeros((1, 30000, 3), np.uint8), 32)
+    assert resize_center_crop(np.zeros((1, 100), np.uint8), 32).shape == (32, 32)
+
+
+def test_load_batch_names_the_file_of_a_refused_resize(tmp_path, monkeypatch) -> None:
+    Image.fromarray(np.zeros((1, 30000), np.uint8)).save(tmp_path / "strip.png")
+    monkeypatch.setenv("EXPLAINER_MAX_BYTES", "16M")
+    with pytest.raises(InputError, match=r"strip\.png: resizing a 30000x1 image"):
+        load_batch([tmp_path / "strip.png"], InputSpec("NCHW", 1), preprocessing("unit", channels=1), size=32)

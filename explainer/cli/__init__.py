@@ -1,25 +1,35 @@
 """The ``explainer`` command line: rewrite, check, explain, evaluate, audit.
 
-Exit codes: 0 success, 1 a failed audit, 2 bad input (model, image, option, path) with a one-line message on stderr.
-``--debug`` shows the traceback instead.
+Exit codes: 0 success, 1 a failed audit, 2 bad input (model, image, option, path) with a one-line message on stderr,
+130 interrupted (Ctrl-C: ``explainer: interrupted``, no traceback), 141 stdout closed early (``| head -1``: the run
+stops quietly, as a command killed by SIGPIPE would). ``--debug`` shows the traceback instead of the one-line message.
+Everything printed is escaped (see :mod:`explainer.cli.text`), so names from models, label and image files cannot
+run terminal escape sequences or forge lines.
+
+This module imports only the standard library and light modules at the top: the sub-commands (NumPy, ONNX, ONNX
+Runtime) load inside :func:`main`, where Ctrl-C is already handled.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-from explainer.cli import audit, check, evaluate, explain, rewrite
+from explainer.cli.text import escaped_stdout, print_error, printable
 from explainer.errors import ExplainerError
 
-COMMANDS = {"rewrite": rewrite, "check": check, "explain": explain, "evaluate": evaluate, "audit": audit}
+COMMANDS = ("rewrite", "check", "explain", "evaluate", "audit")
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with our error format: one line on stderr and exit code 2 (``--help`` still prints usage)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"explainer: error: {one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
+        print_error(f"{message} (see '{self.prog} --help')")
         raise SystemExit(2)
 
 
@@ -27,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="explainer", description="Explain ONNX image classifiers with LRP.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
+    for name in COMMANDS:
+        module = importlib.import_module(f"explainer.cli.{name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
         module.add_arguments(p)
@@ -37,31 +48,64 @@ def build_parser() -> argparse.ArgumentParser:
 
 def one_line(message: object) -> str:
     """The message with line breaks and other non-printable characters escaped, so an error stays one line."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(message))
+    return printable(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``explainer ARGV``; returns the exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print_error("interrupted", prefix="explainer: ")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    with escaped_stdout():
+        try:
+            if hasattr(args, "provider"):
+                from explainer.runtime.providers import env_provider
+                env_provider()  # a bad EXPLAINER_PROVIDER is refused before any model work
+            code = int(args.run(args) or 0)
+            sys.stdout.flush()
+            return code
+        except BrokenPipeError:  # an OSError, but not a failure of the run: main ends quietly
+            raise
+        except ExplainerError as exc:
+            if args.debug:
+                raise
+            print_error(exc)
+            return 2
+        except MemoryError as exc:
+            if args.debug:
+                raise
+            print_error(f"out of memory{': ' + str(exc) if str(exc) else ''} (the request is larger than this "
+                        "machine can hold; try a smaller size or batch)")
+            return 2
+        except OSError as exc:
+            if args.debug:
+                raise
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            print_error(f"{exc.strerror or exc}{where}")
+            return 2
+
+
+def _discard_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so that the interpreter's final flush does
+    not report the broken pipe (the recipe of Python's documentation on SIGPIPE)."""
     try:
-        return int(args.run(args) or 0)
-    except ExplainerError as exc:
-        if args.debug:
-            raise
-        print(f"explainer: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if args.debug:
-            raise
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"explainer: error: {one_line(exc.strerror or exc)}{one_line(where)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("explainer: interrupted", file=sys.stderr)
-        return 130
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

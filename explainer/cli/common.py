@@ -1,13 +1,13 @@
-"""Options and steps shared by the sub-commands: model + method options, preprocessing, output folders."""
+"""Options and steps shared by the sub-commands: model and method options, preprocessing, positive integers."""
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from explainer.cli.text import image_size
 from explainer.errors import InputError
 from explainer.frontend.inputs import detect_layout, image_input
 from explainer.images.preprocess import PRESETS, Preprocessing, input_bounds, model_preprocessing
@@ -25,7 +25,8 @@ def add_model_options(p: argparse.ArgumentParser, *, method: bool = True, many_m
     p.add_argument("--gamma", type=float, help="γ for the γ rule")
     p.add_argument("--stabiliser", type=float, help="stabiliser for the other rules")
     p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="ONNX Runtime provider")
-    p.add_argument("--size", type=int, nargs="+", metavar="N", help="input size H [W] for models with dynamic dims")
+    p.add_argument("--size", type=image_size, metavar="N|HxW",
+                   help="input size for models with dynamic dims: N or HxW, e.g. 224 or 224x160")
 
 
 def add_preprocess_options(p: argparse.ArgumentParser) -> None:
@@ -36,6 +37,17 @@ def add_preprocess_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--std", type=float, nargs="+", help="per-channel std on the [0,1] scale (overrides preset)")
     p.add_argument("--low", type=float, help="lowest input value for the zB rule (default: from the preprocessing)")
     p.add_argument("--high", type=float, help="highest input value for the zB rule (default: from the preprocessing)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def rule_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,38 +89,8 @@ def model_input(args: argparse.Namespace) -> ModelInput:
         raise InputError(f"{source}: input '{vi.name}' has rank {len(dims)}; image commands need a 4-D input")
     layout = detect_layout(proto, vi, tuple(dims))
     spec = InputSpec.from_shape(dims, layout=layout, name=vi.name)
-    size = spec.resolve(tuple(args.size) if args.size and len(args.size) > 1 else (args.size[0] if args.size else None))
+    size = spec.resolve(args.size)
     meta = {p.key: p.value for p in proto.metadata_props}
     prep = model_preprocessing(meta, spec.channels, getattr(args, "preprocess", None), mean=getattr(args, "mean", None),
                                std=getattr(args, "std", None))
     return ModelInput(proto, source, spec, prep, size)
-
-
-def output_dir(path: str | Path) -> Path:
-    """Create (if needed) and return the output folder; a clear error if it is a file or not writable."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output folder '{out}' exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".explainer-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"cannot write to output folder '{out}': {exc.strerror or exc}") from None
-    return out
-
-
-def safe_stems(paths: list[Path]) -> list[str]:
-    """File-name stems for outputs, unique and free of path separators, so nothing lands outside --out."""
-    used: set[str] = set()
-    stems = []
-    for p in paths:
-        base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in p.stem).lstrip(".") or "image"
-        stem, k = base, 0
-        while stem in used:
-            k += 1
-            stem = f"{base}_{k}"
-        used.add(stem)
-        stems.append(stem)
-    return stems

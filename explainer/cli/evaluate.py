@@ -2,26 +2,19 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from explainer.api import Explainer
-from explainer.cli.common import add_model_options, add_preprocess_options, model_input, output_dir, rule_params
+from explainer.cli.common import add_model_options, add_preprocess_options, model_input, positive_int, rule_params
+from explainer.cli.outputs import OutputPlan
 from explainer.evaluation.compare import evaluate
-from explainer.evaluation.report import format_table, write_comparison
+from explainer.evaluation.report import comparison_files, format_table
 from explainer.images.io import list_images
 from explainer.images.preprocess import load_batch
+from explainer.limits import check_bytes, forward_bytes
 from explainer.lrp.composites import params_for
 
 HELP = "compare methods by region perturbation (MoRF/LeRF, AOPC, ABPC); writes aopc.json and aopc.png"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def add_protocol_options(p: argparse.ArgumentParser) -> None:
@@ -38,13 +31,18 @@ def add_protocol_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=128, help="perturbed images per ONNX Runtime run")
 
 
-def run_evaluation(args: argparse.Namespace, methods: list[str], orders: tuple[str, ...]) -> dict:
+def run_evaluation(args: argparse.Namespace, paths: list[Path], methods: list[str], orders: tuple[str, ...]) -> dict:
+    """Load the model and every image, then evaluate ``methods`` (and the random baseline) on them."""
     mi = model_input(args)
-    paths = list_images(args.images)
     x, _ = load_batch(paths, mi.spec, mi.prep, size=mi.size)
     low, high = mi.bounds(args)
     ex = Explainer(mi.proto, methods[0], provider=args.provider, input_shape=mi.input_shape, low=low, high=high,
                    source=mi.source, **params_for(methods, rule_params(args))[methods[0]])
+    batch = min(args.batch_size, len(paths) * args.repeats * args.steps)
+    check_bytes(forward_bytes(ex.graph.shapes.values(), batch=batch),
+                f"--batch-size {args.batch_size}: one batch of {batch} perturbed images through the model")
+    check_bytes(8 * len(paths) * args.repeats * (args.steps + 1) * (len(methods) + 1),
+                f"--repeats {args.repeats} × --steps {args.steps} for {len(paths)} image(s): the perturbation curves")
     report = evaluate(ex, x, methods, low=low, high=high, orders=orders, steps=args.steps,
                       region=args.region, perturb=args.perturb, repeats=args.repeats, seed=args.seed, grid=args.grid,
                       provider=args.provider, batch_size=args.batch_size, input_shape=mi.input_shape,
@@ -74,12 +72,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}, random")
     if not [m for m in methods if m != "random"]:
         raise InputError(f"--methods {args.methods!r} names no method to evaluate besides the random baseline")
-    out = output_dir(args.out)
+    paths = list_images(args.images)
+    plan = OutputPlan(args.out, "--out")
+    json_path, png_path = plan.add("aopc.json"), plan.add("aopc.png")
+    plan.refuse_inputs(paths, models=[args.model])
     orders = ("morf",) if args.order == "morf" else ("morf", "lerf")
-    report = run_evaluation(args, [m for m in methods if m != "random"], orders)
+    report = run_evaluation(args, paths, [m for m in methods if m != "random"], orders)
     if "random" not in methods:
         report["methods"].pop("random", None)
-    json_path, png_path = write_comparison(report, str(out))
-    print(format_table(report))
+    with plan.writing() as writer, writer.group() as files:
+        comparison_files(report, files, json_path.name, png_path.name)
+    for line in format_table(report).splitlines():
+        print(line)
     print(f"wrote {json_path} and {png_path}")
     return 0

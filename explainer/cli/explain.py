@@ -2,37 +2,52 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from explainer.api import Explainer
 from explainer.cli.common import (
+    ModelInput,
     add_model_options,
     add_preprocess_options,
     model_input,
-    output_dir,
+    positive_int,
     rule_params,
-    safe_stems,
 )
+from explainer.cli.outputs import OutputPlan, file_stem
+from explainer.cli.text import print_error
+from explainer.errors import InputError
 from explainer.images.io import list_images
 from explainer.images.labels import load_labels, top_k
-from explainer.images.preprocess import load_batch
+from explainer.images.preprocess import load_batch, to_model_input
 from explainer.images.spec import channel_sum
 
 HELP = "explain images: print top classes, write relevance (.npz) and heatmap/overlay PNGs (and SR maps with --sr)"
+EXIT_CODES = ("exit status: 0 every image explained; 2 bad input (nothing is written), or with --keep-going some "
+              "images could not be read (they are listed; the others are written)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EXIT_CODES
     add_model_options(p)
     p.add_argument("images", nargs="+", help="image files or folders")
     add_preprocess_options(p)
     p.add_argument("--target", type=int, help="class to explain (default: the top class of each image)")
-    p.add_argument("--top", type=int, default=5, help="how many top classes to print (default 5)")
+    p.add_argument("--top", type=positive_int, default=5, help="how many top classes to print (default 5)")
     p.add_argument("--labels", help="class names, one per line (default: ImageNet names for 1000-class models)")
     p.add_argument("--sr", action="store_true", help="also compute the Salient Relevance (SR) map")
     p.add_argument("--out", default="explanations", help="output folder (default ./explanations)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per ONNX Runtime run (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per ONNX Runtime run (default 8)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="skip images that cannot be read, explain the others, list the skipped ones and exit 2")
+
+
+def output_names(stem: str, sr: bool) -> list[str]:
+    """The files written for one image: its result set."""
+    names = [f"{stem}.npz", f"{stem}_heatmap.png", f"{stem}_overlay.png"]
+    return names + [f"{stem}_sr.png", f"{stem}_sr_overlay.png"] if sr else names
 
 
 def sr_input(relevance: np.ndarray, layout: str, method: str) -> np.ndarray:
@@ -44,41 +59,71 @@ def sr_input(relevance: np.ndarray, layout: str, method: str) -> np.ndarray:
     return channel_sum(relevance, layout, batched=False)
 
 
+def read_images(paths: list[Path], mi: ModelInput, *, keep_going: bool) -> tuple[dict[int, np.ndarray], list[str]]:
+    """Decode and crop every image at the model's size before anything is written: ``({index: pixels}, skipped)``.
+    The first unreadable image is an error, unless ``keep_going`` (then its message is listed in ``skipped``)."""
+    images, skipped = {}, []
+    for i, path in enumerate(paths):
+        try:
+            images[i] = load_batch([path], mi.spec, mi.prep, size=mi.size)[1][0]
+        except InputError as exc:
+            if not keep_going:
+                raise
+            skipped.append(str(exc))
+    return images, skipped
+
+
 def run(args: argparse.Namespace) -> int:
     from explainer.pictures.heatmaps import heatmap, overlay, sr_image
     from explainer.sr.sr_map import sr_map
 
-    mi = model_input(args)
     paths = list_images(args.images)
-    out = output_dir(args.out)
+    plan = OutputPlan(args.out, "--out")
+    stems = [plan.add_set(file_stem(p), lambda s: output_names(s, args.sr)) for p in paths]
+    plan.refuse_inputs([args.labels, *paths], models=[args.model])
+    mi = model_input(args)
+    images, skipped = read_images(paths, mi, keep_going=args.keep_going)
+    if not images:
+        return report_skipped(skipped, len(paths))
     low, high = mi.bounds(args)
     ex = Explainer(mi.proto, args.method, provider=args.provider, input_shape=mi.input_shape, low=low, high=high,
                    source=mi.source, **rule_params(args))
     labels = load_labels(args.labels, ex.num_classes)
     print(f"model {mi.source}: input {ex.layout} {list(ex.input_shape)}, {ex.num_classes} classes, "
           f"method {ex.method}, preprocessing {mi.describe_preprocessing()}, provider {ex.provider}")
-    stems = safe_stems(paths)
-    batch = max(1, args.batch_size)
-    for start in tqdm(range(0, len(paths), batch), desc="explaining", unit="batch", disable=len(paths) <= batch):
-        chunk = paths[start:start + batch]
-        x, pixels = load_batch(chunk, mi.spec, mi.prep, size=mi.size)
-        e = ex.explain(x, target=args.target)
-        maps = e.relevance_map()
-        for i, path in enumerate(chunk):
-            stem = stems[start + i]
-            image = pixels[i][..., 0] if pixels[i].shape[-1] == 1 else pixels[i]
-            print(f"{path}:")
-            for rank, (idx, name, logit, prob) in enumerate(top_k(e.logits[i], args.top, labels), start=1):
-                mark = "  <- explained" if idx == e.target[i] else ""
-                print(f"  {rank}. {name} (class {idx}): logit {logit:.3f}, p {prob:.3f}{mark}")
-            arrays = {"relevance": maps[i].astype(np.float32), "logits": e.logits[i], "target": e.target[i]}
-            heatmap(maps[i]).save(out / f"{stem}_heatmap.png")
-            overlay(image, maps[i]).save(out / f"{stem}_overlay.png")
-            if args.sr:
-                sr = sr_map(sr_input(e.relevance[i], ex.layout, ex.method))
-                arrays["sr"] = sr
-                sr_image(sr).save(out / f"{stem}_sr.png")
-                overlay(image, sr, mode="sr").save(out / f"{stem}_sr_overlay.png")
-            np.savez_compressed(out / f"{stem}.npz", **arrays)
-    print(f"wrote {len(paths)} explanation(s) to {out}/")
-    return 0
+    order = sorted(images)
+    batches = [order[start:start + args.batch_size] for start in range(0, len(order), args.batch_size)]
+    with plan.writing(total=len(order)) as writer:
+        for batch in tqdm(batches, desc="explaining", unit="batch", disable=len(batches) <= 1):
+            pixels = np.stack([images[i] for i in batch])
+            e = ex.explain(to_model_input(pixels, mi.prep, mi.spec.layout), target=args.target)
+            maps = e.relevance_map()
+            for j, i in enumerate(batch):
+                print(f"{paths[i]}:")
+                for rank, (idx, name, logit, prob) in enumerate(top_k(e.logits[j], args.top, labels), start=1):
+                    mark = "  <- explained" if idx == e.target[j] else ""
+                    print(f"  {rank}. {name} (class {idx}): logit {logit:.3f}, p {prob:.3f}{mark}")
+                image = pixels[j][..., 0] if pixels[j].shape[-1] == 1 else pixels[j]
+                arrays = {"relevance": maps[j].astype(np.float32), "logits": e.logits[j], "target": e.target[j]}
+                stem = stems[i]
+                with writer.group() as files:
+                    heatmap(maps[j]).save(files.path(f"{stem}_heatmap.png"))
+                    overlay(image, maps[j]).save(files.path(f"{stem}_overlay.png"))
+                    if args.sr:
+                        sr = sr_map(sr_input(e.relevance[j], ex.layout, ex.method))
+                        arrays["sr"] = sr
+                        sr_image(sr).save(files.path(f"{stem}_sr.png"))
+                        overlay(image, sr, mode="sr").save(files.path(f"{stem}_sr_overlay.png"))
+                    np.savez_compressed(files.path(f"{stem}.npz"), **arrays)
+    print(f"wrote {len(order)} explanation(s) to {plan.folder}/")
+    return report_skipped(skipped, len(paths))
+
+
+def report_skipped(skipped: list[str], total: int) -> int:
+    """List the images ``--keep-going`` skipped on stderr; the exit code: 0 when none was, else 2."""
+    if not skipped:
+        return 0
+    for message in skipped:
+        print_error(message, prefix="explainer: skipped: ")
+    print_error(f"{len(skipped)} of {total} image(s) could not be read and were skipped")
+    return 2

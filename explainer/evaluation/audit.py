@@ -8,21 +8,28 @@ A method passes when
 * with a stored baseline report: AOPC(method) >= AOPC_baseline(method) - ``max_drop``, and the baseline was
   computed with the same protocol settings (otherwise the numbers are not comparable).
 
-Everything here is a pure function of its arguments apart from the two files :func:`write_audit_report` writes.
+Everything here is a pure function of its arguments apart from :func:`read_baseline`, which reads a stored report
+with bounds on its size and nesting, and the two files :func:`write_audit_report` writes.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from explainer.errors import InputError
+from explainer.files import FileGroup
 
 COMPARABLE_SETTINGS = ("steps", "region", "grid", "perturb", "perturb_params", "repeats", "seed", "layout",
                        "images", "score")
+BASELINE_MAX_BYTES = 64 * 2**20
+"""Largest baseline report :func:`read_baseline` reads (a report of 10,000 images and 100 steps is about 20 MB)."""
+BASELINE_MAX_DEPTH = 32
+"""Deepest nesting of lists and objects :func:`read_baseline` accepts (a report nests 5 deep)."""
 
 
 @dataclass(frozen=True)
@@ -53,12 +60,7 @@ def audit_decision(report: Mapping[str, Any], method: str, *, min_gain: float,
         raise InputError(f"method {method!r} is not in the report; it has {sorted(methods)}")
     if "random" not in methods:
         raise InputError("the report has no 'random' baseline; evaluate with include_random=True")
-    if not _is_number(min_gain):
-        raise InputError(f"min_gain must be a finite number; got {min_gain!r}")
-    if max_drop is not None and baseline is None:
-        raise InputError("max_drop needs a baseline report to compare against")
-    if max_drop is not None and (not _is_number(max_drop) or max_drop < 0):
-        raise InputError(f"max_drop must be a finite number >= 0; got {max_drop!r}")
+    check_audit_request(method, min_gain=min_gain, baseline=baseline, max_drop=max_drop)
     aopc = _aopc(methods, method, "report")
     random_aopc = _aopc(methods, "random", "report")
     gain = aopc - random_aopc
@@ -69,10 +71,7 @@ def audit_decision(report: Mapping[str, Any], method: str, *, min_gain: float,
     baseline_aopc = drop = None
     if baseline is not None:
         max_drop = 0.0 if max_drop is None else float(max_drop)
-        base_methods = _methods(baseline, "baseline")
-        if method not in base_methods:
-            raise InputError(f"method {method!r} is not in the baseline report; it has {sorted(base_methods)}")
-        baseline_aopc = _aopc(base_methods, method, "baseline")
+        baseline_aopc = _aopc(_methods(baseline, "baseline"), method, "baseline")
         drop = baseline_aopc - aopc
         if not drop <= max_drop:
             reasons.append(f"AOPC of {method!r} dropped from {baseline_aopc:.4f} (baseline) to {aopc:.4f}: "
@@ -82,16 +81,72 @@ def audit_decision(report: Mapping[str, Any], method: str, *, min_gain: float,
                         max_drop, reasons)
 
 
+def check_audit_request(method: str, *, min_gain: float, baseline: Mapping[str, Any] | None = None,
+                        max_drop: float | None = None) -> None:
+    """The checks of :func:`audit_decision` that need no evaluation (thresholds, the baseline's entry for
+    ``method``): call it before a long evaluation to fail at once. Raises :class:`InputError`."""
+    if not _is_number(min_gain):
+        raise InputError(f"min_gain must be a finite number; got {min_gain!r}")
+    if max_drop is not None and baseline is None:
+        raise InputError("max_drop needs a baseline report to compare against")
+    if max_drop is not None and (not _is_number(max_drop) or max_drop < 0):
+        raise InputError(f"max_drop must be a finite number >= 0; got {max_drop!r}")
+    if baseline is not None:
+        base_methods = _methods(baseline, "baseline")
+        if method not in base_methods:
+            raise InputError(f"method {method!r} is not in the baseline report; it has {sorted(base_methods)}")
+        _aopc(base_methods, method, "baseline")
+
+
+def read_baseline(path: str | os.PathLike) -> dict[str, Any]:
+    """The evaluation stored in a ``report.json`` (its ``evaluation`` part) or an ``aopc.json``.
+
+    Reads at most :data:`BASELINE_MAX_BYTES` and accepts nesting up to :data:`BASELINE_MAX_DEPTH` (``/dev/zero`` or a
+    deeply nested file is refused, not read forever or recursed into); :class:`InputError` naming the file otherwise.
+    """
+    where = f"baseline '{path}'"
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(BASELINE_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{where}: is a folder, expected a report.json") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > BASELINE_MAX_BYTES:
+        raise InputError(f"{where}: larger than {BASELINE_MAX_BYTES // 2**20} MiB; not a report written by explainer")
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested more than {BASELINE_MAX_DEPTH} levels deep") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{where}: not a readable JSON report ({exc})") from None
+    if _depth(parsed) > BASELINE_MAX_DEPTH:
+        raise InputError(f"{where}: JSON nested more than {BASELINE_MAX_DEPTH} levels deep")
+    if isinstance(parsed, dict) and isinstance(parsed.get("evaluation"), dict):
+        parsed = parsed["evaluation"]
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("methods"), dict):
+        raise InputError(f"{where}: expected a report.json or aopc.json written by explainer")
+    return parsed
+
+
 def write_audit_report(outcome: AuditOutcome, report: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path]:
-    """Write ``report.json`` (verdict + the full evaluation) and ``report.md`` (a short summary for a CI comment)."""
+    """Write ``report.json`` (verdict + the full evaluation) and ``report.md`` (a short summary for a CI comment)
+    into ``directory`` (created if needed); atomically, both files or neither (see :mod:`explainer.files`)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "report.json"
-    payload = {"audit": asdict(outcome), "evaluation": report}
-    json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    md_path = out / "report.md"
-    md_path.write_text(audit_markdown(outcome, report), encoding="utf-8")
-    return json_path, md_path
+    with FileGroup(out) as files:
+        audit_report_files(outcome, report, files)
+    return out / "report.json", out / "report.md"
+
+
+def audit_report_files(outcome: AuditOutcome, report: Mapping[str, Any], files: FileGroup) -> None:
+    """Write ``report.json`` and ``report.md`` into a :class:`~explainer.files.FileGroup` (committed by the caller)."""
+    payload = json.dumps({"audit": asdict(outcome), "evaluation": report}, indent=2, allow_nan=False) + "\n"
+    markdown = audit_markdown(outcome, report)
+    files.path("report.json").write_text(payload, encoding="utf-8")
+    files.path("report.md").write_text(markdown, encoding="utf-8")
 
 
 def audit_markdown(outcome: AuditOutcome, report: Mapping[str, Any]) -> str:
@@ -141,6 +196,21 @@ def _settings_mismatches(current: Mapping[str, Any], stored: Mapping[str, Any]) 
     differing = [key for key in COMPARABLE_SETTINGS if key in current and key in stored and current[key] != stored[key]]
     return [f"baseline was computed with {key}={stored[key]!r}, this run with {key}={current[key]!r}; "
             "AOPC values are not comparable (regenerate the baseline)" for key in differing]
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level + 1)
+        if deepest > BASELINE_MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _is_number(value: Any) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from explainer.evaluation.region_perturbation import AOPC_DEFINITION
+from explainer.files import FileGroup
 
 
 def format_table(report: Mapping[str, Any]) -> str:
@@ -36,17 +37,25 @@ def format_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_comparison(report: Mapping[str, Any], directory: str, *, json_name: str = "aopc.json",
+def write_comparison(report: Mapping[str, Any], directory: str | Path, *, json_name: str = "aopc.json",
                      plot_name: str = "aopc.png") -> tuple[str, str]:
-    """Write a :func:`compare_heatmaps` report as JSON and its curves as a PNG plot; returns both paths."""
-    from explainer.pictures.curves import plot_curves  # matplotlib: loaded only when a plot is written
-
+    """Write a :func:`compare_heatmaps` report as JSON and its curves as a PNG plot into ``directory`` (created if
+    needed); returns both paths. The pair is written atomically: both files or neither (see :mod:`explainer.files`)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    json_path = out / json_name
-    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    plot_path = plot_curves(report, out / plot_name)
-    return str(json_path), str(plot_path)
+    with FileGroup(out) as files:
+        comparison_files(report, files, json_name, plot_name)
+    return str(out / json_name), str(out / plot_name)
+
+
+def comparison_files(report: Mapping[str, Any], files: FileGroup, json_name: str = "aopc.json",
+                     plot_name: str = "aopc.png") -> None:
+    """Write the report's JSON and plot into a :class:`~explainer.files.FileGroup` (committed by the caller)."""
+    from explainer.pictures.curves import plot_curves  # matplotlib: loaded only when a plot is written
+
+    text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+    files.path(json_name).write_text(text, encoding="utf-8")
+    plot_curves(report, files.path(plot_name))
 
 
 def _fmt(value: float | None, *, digits: int = 4, signed: bool = False) -> str:

@@ -2,11 +2,15 @@
 
 ``canonicalise`` is a list of passes, each a small function with a small result:
 
+0. ``inline_functions``: calls of model-local functions become their bodies, so that a function made of supported
+   ops is explained (and one that is not is refused by op and node); ``check_tensors`` refuses tensor data that does
+   not fit its declared shape;
 1. ``pin_input``: the one image input and its static per-sample shape (the batch axis is pinned to 1 for folding),
    after ``refuse_subgraphs``; ``model_output`` names the output that holds the scores;
 2. ``fold``: everything that does not depend on the input's values becomes a constant (initializers,
    Constant/ConstantOfShape weights, Shape->Gather->Concat flatten chains), nodes that do not reach the output go,
-   and every data tensor gets its static shape (``fold.py``);
+   and every data tensor gets its static shape (``fold.py``); ``check_sizes`` refuses a tensor too large to allocate
+   and ``refuse_non_finite`` weights with NaN or Inf values, naming them;
 3. ``run_reference``: one plain forward of the original model, the reference rewritten graphs are verified against;
 4. ``convert``: each remaining node through its op's converter (``explainer.ops.CONVERTERS``): BatchNorm and Mul/Add
    with constants become Affine, MatMul+Add become Dense, a final Softmax is dropped, Identity/Dropout vanish;
@@ -21,11 +25,13 @@ canonical graph.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
+import onnx.inliner
 
 from explainer.errors import ModelError, UnsupportedOpError
 from explainer.frontend.convert import Alias, ConvertContext, NotSupported
@@ -33,6 +39,8 @@ from explainer.frontend.fold import Folded, fold, run_model
 from explainer.frontend.inputs import PinnedInput, image_input, model_opset, pin_input
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.frontend.simplify import simplify
+from explainer.limits import check_tensor, tensor_bytes
+from explainer.onnx_io import iter_tensors, tensor_array
 from explainer.ops import CONVERTERS
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -54,23 +62,91 @@ class Converted:
 def canonicalise(model: onnx.ModelProto, source: str, *,
                  input_shape: tuple[int, ...] | None = None) -> CanonicalGraph:
     """Canonical graph of ``model``; raises ModelError / UnsupportedOpError naming every node at fault."""
+    model, inlined = inline_functions(model, source)
     refuse_subgraphs(model, source)
+    check_tensors(model, source)
     image = pin_input(model, source, input_shape)
     output = model_output(model, source)
     folded = fold(model, image.name, image.batch_shape, output, source)
+    check_sizes(folded, source)
+    refuse_non_finite(folded, source)
     chain = output_chain(folded, output)
     reference = run_reference(model, folded, image, chain, source)
     converted = convert(model, folded, chain, source)
     scores = normalise_output(converted, folded.shapes, image, source)
     cg = CanonicalGraph(input_name=image.name, input_shape=image.shape, layout=image.layout,
                         output_name=scores.output, nodes=scores.nodes, shapes=folded.shapes, opset=model_opset(model),
-                        changes=describe_folding(folded) + scores.changes,
+                        changes=inlined + describe_folding(folded) + scores.changes,
                         source_ops=dict(Counter(n.op_type for n in model.graph.node)),
                         folded_ops=dict(folded.folded_ops), removed_ops=dict(scores.removed_ops + folded.unused_ops),
                         reference=reference_logits(model, folded, image, reference, converted.output, source))
     simplify(cg)
     rename_reserved(cg, source)
     return cg
+
+
+def inline_functions(model: onnx.ModelProto, source: str) -> tuple[onnx.ModelProto, list[str]]:
+    """``model`` with every call of a model-local function replaced by the function's body (onnx's inliner, on a
+    copy; ``model`` itself when it has no functions), and the ``changes`` line saying so. The body's nodes are named
+    '<domain>.<function>/<node>' (the inliner appends a call counter), so a refusal names the function it came from."""
+    if not model.functions:
+        return model, []
+    functions = {(f.domain, f.name) for f in model.functions}
+    calls = Counter(f"{n.domain}.{n.op_type}" for n in model.graph.node if (n.domain, n.op_type) in functions)
+    prepared = onnx.ModelProto()
+    prepared.CopyFrom(model)
+    for function in prepared.functions:
+        for node in function.node:
+            node.name = f"{function.domain}.{function.name}/{node.name or node.op_type}"
+    try:
+        inlined = onnx.inliner.inline_local_functions(prepared, convert_version=True)
+    except Exception as exc:
+        raise ModelError(f"{source}: cannot inline the model's local functions "
+                         f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:300]})") from None
+    return inlined, ([f"inlined model-local functions: {_counts(calls)}"] if calls else [])
+
+
+def check_tensors(model: onnx.ModelProto, source: str) -> None:
+    """Tensors outside the initializer list (Constant values, sparse initializers) must hold the data their type and
+    shape declare (initializers are checked as ``fold`` reads them)."""
+    for tensor, what in iter_tensors(model, initializers=False):
+        tensor_array(tensor, source, what)
+
+
+def check_sizes(folded: Folded, source: str) -> None:
+    """The largest tensor one sample makes must fit the memory limit (``explainer.limits``): a model that grows its
+    input (Tile, Expand, Resize, ConstantOfShape) is refused with the figure before anything runs it."""
+    if folded.shapes:
+        name, shape = max(folded.shapes.items(), key=lambda item: tensor_bytes(item[1]))
+        check_tensor(shape, f"{source}: the model's tensor '{name}' (one sample)")
+
+
+#: constant inputs where ±Inf is a meaningful value (a bound, a padding value) rather than a broken weight
+_INF_ALLOWED = {("Clip", 1), ("Clip", 2), ("Pad", 2)}
+
+
+def refuse_non_finite(folded: Folded, source: str) -> None:
+    """Every floating-point constant the remaining nodes read (weights, folded constants) must be finite: NaN or Inf
+    weights make NaN scores and relevance, which would otherwise be blamed on the explanation method."""
+    bad: dict[str, str] = {}
+    for node in folded.nodes:
+        for i, name in enumerate(node.input):
+            value = folded.consts.get(name)
+            if value is None or name in bad or value.dtype.kind != "f":
+                continue
+            with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf is NaN: still not finite
+                if math.isfinite(float(np.sum(value, dtype=np.float64))):
+                    continue
+            nan, inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
+            if (node.op_type, i) in _INF_ALLOWED:
+                inf = 0
+            if nan or inf:
+                label = node.name or node.output[0]
+                bad[name] = (f"'{name}' has {nan} NaN and {inf} Inf of its {value.size} values (read by "
+                             f"{node.op_type} node '{label}')")
+    if bad:
+        raise ModelError(f"{source}: the model's weights are not finite: {'; '.join(bad.values())}; its scores "
+                         "cannot be meaningful, so there is nothing to explain")
 
 
 def refuse_subgraphs(model: onnx.ModelProto, source: str) -> None:
@@ -193,12 +269,18 @@ def normalise_output(converted: Converted, shapes: dict[str, tuple[int, ...]], i
 def reference_logits(model: onnx.ModelProto, folded: Folded, image: PinnedInput, reference: Reference, scores: str,
                      source: str) -> tuple[np.ndarray, np.ndarray]:
     """The reference input and the original model's pre-softmax scores (tensor ``scores``) for it, against which
-    every rewritten graph is verified."""
+    every rewritten graph is verified; they must be finite (checked after conversion, whose reasons are more
+    precise: a division by zero, a negative variance)."""
     value = reference.values.get(scores)
     if value is None:
         # conversion dropped an op outside the output chain at the very end (an identity Transpose, say)
         value = run_model(model, folded.consts, image.name, reference.x, [scores], source)[scores]
-    return reference.x, np.asarray(value, np.float32).reshape(1, -1)
+    value = np.asarray(value, np.float32).reshape(1, -1)
+    if not np.all(np.isfinite(value)):
+        raise ModelError(f"{source}: the model's scores for a standard-normal test input are not finite "
+                         f"({int((~np.isfinite(value)).sum())} of {value.size} are NaN or Inf): its weights make NaN "
+                         "or Inf (values past float32's range, say); there is nothing to explain")
+    return reference.x, value
 
 
 def rename_reserved(cg: CanonicalGraph, source: str) -> None:

@@ -50,10 +50,11 @@ def _describe(vi: onnx.ValueInfoProto) -> str:
     return f"{vi.name}: {onnx.TensorProto.DataType.Name(t.elem_type).lower()}[{', '.join(dims)}]"
 
 
-def check_model(model: str | os.PathLike | onnx.ModelProto,
-                input_shape: tuple[int, ...] | None = None) -> CheckReport:
-    """Inspect ``model``; never raises for model problems (they end up in ``error``), only for unreadable files."""
-    proto, source = load_model(model)
+def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape: tuple[int, ...] | None = None,
+                base_dir: str | os.PathLike | None = None) -> CheckReport:
+    """Inspect ``model``; never raises for model problems (they end up in ``error``), only for unreadable files.
+    ``base_dir``: the folder of the external data of a model given as bytes or a ModelProto (see ``load_model``)."""
+    proto, source = load_model(model, base_dir)
     inits = {t.name for t in proto.graph.initializer}
     inputs = [_describe(i) for i in proto.graph.input if i.name not in inits]
     outputs = [_describe(o) for o in proto.graph.output]
@@ -75,10 +76,15 @@ def check_model(model: str | os.PathLike | onnx.ModelProto,
             unsupported.setdefault(op, []).append(exc.reasons.get(name, f"no converter for {op}") + f" (node '{name}')")
     except ExplainerError as exc:
         error = str(exc)
+    except MemoryError:
+        error = f"{source}: not enough memory to read the model's graph"
+    local = {f"{f.domain}.{f.name}" for f in proto.functions}
     ops = []
     for op, count in sorted(counts.items()):
-        if op in unsupported:
-            status = "UNSUPPORTED: " + "; ".join(unsupported[op][:3]) + (" …" if len(unsupported[op]) > 3 else "")
+        if op in local:
+            status = "model-local function (inlined)"
+        elif op in unsupported:
+            status = _unsupported(unsupported[op])
         elif op in folded and folded[op] == count:
             status = "folded (constant/shape computation)"
         elif op in removed and removed[op] == count:
@@ -90,4 +96,10 @@ def check_model(model: str | os.PathLike | onnx.ModelProto,
         else:
             status = "UNSUPPORTED"
         ops.append((op, count, status))
+    for op in sorted(set(unsupported) - set(counts)):  # ops inside model-local functions
+        ops.append((op, len(unsupported[op]), _unsupported(unsupported[op])))
     return CheckReport(source, inputs, outputs, layout, ops, changes, error)
+
+
+def _unsupported(reasons: list[str]) -> str:
+    return "UNSUPPORTED: " + "; ".join(reasons[:3]) + (" …" if len(reasons) > 3 else "")

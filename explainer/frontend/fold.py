@@ -7,7 +7,8 @@ graph (``toposort``) and folds everything computable without the input's values 
 the constant sub-graph in ONNX Runtime: Constant/ConstantOfShape weights, the Gather->Unsqueeze->Concat arithmetic of
 flatten chains). Own code remains only where they cannot decide, each place marked "Own code" with the reason:
 folding Shape/Size (below), a second shape inference after folding (old opsets), an ONNX Runtime probe for the
-tensors both inferences leave open, and keeping custom-domain nodes out of folding.
+tensors both inferences leave open, and refusing, by op and node, what ONNX Runtime cannot run (custom-domain ops)
+before anything runs the model.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import onnx_graphsurgeon as gs
 from onnx import helper, numpy_helper, shape_inference
 from onnx_graphsurgeon.logger import G_LOGGER
 
-from explainer.errors import ModelError
-from explainer.onnx_io import InMemoryModel
+from explainer.errors import ModelError, UnsupportedOpError
+from explainer.onnx_io import InMemoryModel, tensor_array
 from explainer.runtime.providers import quiet_onnxruntime
 from explainer.runtime.sessions import make_session
 
@@ -64,7 +65,7 @@ def fold(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], output
     at it) that only a full garbage collection frees, and the model's TensorProtos they hold keep the whole protobuf
     alive (sub-messages share one arena), past the caller's ``del`` (+230 MB resident for AlexNet). For a large
     model the collection runs here, right after folding."""
-    initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    initializers = {t.name: tensor_array(t, source, f"initializer '{t.name}'") for t in model.graph.initializer}
     folded = _fold(model, initializers, input_name, shape, output, source)
     if sum(a.nbytes for a in initializers.values()) >= _COLLECT_MIN_BYTES:
         gc.collect()
@@ -77,6 +78,7 @@ def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], input_nam
         graph = _import(model, output, source)
         before = Counter(node.op for node in graph.nodes)
         graph.cleanup()
+        refuse_foreign_ops(graph, source)
         kept = Counter(node.op for node in graph.nodes)
         shapes = {input_name: tuple(shape), **infer_shapes(model, model.graph.node, initializers, input_name, shape)}
         _fold_graph(graph, shapes, source)
@@ -100,6 +102,20 @@ def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], input_nam
     return Folded(nodes=_node_protos(model, graph), consts=_constants(graph, initializers), data=data,
                   shapes={name: shapes[name] for name in data if name in shapes},
                   folded_ops=kept - Counter(node.op for node in graph.nodes), unused_ops=before - kept, probed=probed)
+
+
+def refuse_foreign_ops(graph: gs.Graph, source: str) -> None:
+    """Own code: nodes that reach the output and that ONNX Runtime cannot run (an op of another domain, or one no
+    ONNX opset defines) are unsupported: say so, by op and node, before anything runs the model. (Conversion would
+    refuse them anyway; checked here, they do not surface as ONNX Runtime's "not a registered function/op" first.)"""
+    foreign = [(node.name or node.outputs[0].name, node.op if _default(node) else f"{node.domain}.{node.op}")
+               for node in graph.nodes if not _default(node) or not onnx.defs.has(node.op)]
+    if foreign:
+        raise UnsupportedOpError(foreign, source)
+
+
+def _default(node: gs.Node) -> bool:
+    return (node.domain or "") in _DEFAULT_DOMAINS
 
 
 def infer_shapes(model: onnx.ModelProto, nodes: Iterable[onnx.NodeProto], consts: dict[str, np.ndarray],
@@ -171,8 +187,7 @@ def _fold_graph(graph: gs.Graph, shapes: dict[str, tuple[int, ...]], source: str
         # cannot evaluate is the model's fault, to be reported, not silently left unfolded (it would surface later
         # as a puzzling "must be a constant" from a converter).
         graph.toposort().fold_constants(fold_shapes=False, partitioning=None, error_ok=False,
-                                        should_exclude_node=_not_evaluable, recurse_subgraphs=False,
-                                        flatten_subgraphs=False, recurse_functions=False)
+                                        recurse_subgraphs=False, flatten_subgraphs=False, recurse_functions=False)
         graph.cleanup()
     except Exception as exc:
         raise ModelError(f"{source}: cannot fold the model's constant computations ({_describe(exc)})") from None
@@ -182,7 +197,7 @@ def _fold_shape_ops(graph: gs.Graph, shapes: dict[str, tuple[int, ...]]) -> None
     """Own code: Shape and Size of tensors with a static shape become constants. onnx-graphsurgeon 0.6's shape
     folding ignores Shape's start/end (opset 15), giving wrong values, and does not fold Size."""
     for node in graph.nodes:
-        if node.op not in ("Shape", "Size") or _not_evaluable(node) or node.inputs[0].name not in shapes:
+        if node.op not in ("Shape", "Size") or node.inputs[0].name not in shapes:
             continue
         static = shapes[node.inputs[0].name]
         if node.op == "Size":
@@ -192,12 +207,6 @@ def _fold_shape_ops(graph: gs.Graph, shapes: dict[str, tuple[int, ...]]) -> None
         out = node.outputs[0]
         out.to_constant(value)
         out.inputs.clear()
-
-
-def _not_evaluable(node: gs.Node) -> bool:
-    """Own code: nodes of other domains stay data nodes (ONNX Runtime cannot evaluate custom ops; the converter then
-    refuses them by name, as any unsupported op)."""
-    return (node.domain or "") not in _DEFAULT_DOMAINS
 
 
 def _open(graph: gs.Graph, shapes: dict[str, tuple[int, ...]]) -> list[str]:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 
 from explainer.errors import InputError, ModelError
+from explainer.limits import check_tensor
 
 
 @dataclass(frozen=True)
@@ -23,10 +25,13 @@ class PinnedInput:
 
 
 def pin_input(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None = None) -> PinnedInput:
-    """The single image input with every non-batch dim static (dynamic ones filled from ``input_shape``)."""
+    """The single image input with every non-batch dim static (dynamic ones filled from ``input_shape``). An input
+    too large to allocate (see ``explainer.limits``) is refused with the figure before anything is allocated."""
     vi = image_input(model, source)
     shape = resolve_input_shape(vi, source, input_shape)
-    return PinnedInput(vi.name, tuple(int(d) for d in shape[1:]), detect_layout(model, vi, shape))
+    pinned = PinnedInput(vi.name, tuple(int(d) for d in shape[1:]), detect_layout(model, vi, shape))
+    check_tensor(pinned.batch_shape, f"{source}: the model's input '{vi.name}' (one sample)")
+    return pinned
 
 
 def model_opset(model: onnx.ModelProto) -> int:
@@ -52,37 +57,57 @@ def image_input(model: onnx.ModelProto, source: str) -> onnx.ValueInfoProto:
 
 def resolve_input_shape(vi: onnx.ValueInfoProto, source: str,
                         input_shape: tuple[int, ...] | None) -> tuple[int | None, ...]:
-    """The input's shape with the batch axis as None, filling dynamic dims from ``input_shape``."""
+    """The input's shape with the batch axis as None, filling dynamic dims from ``input_shape``. A declared dim of 0 or
+    less is invalid (an empty axis; ONNX Runtime refuses every input for it), not dynamic."""
     ttype = vi.type.tensor_type
     if ttype.elem_type != onnx.TensorProto.FLOAT:
         raise ModelError(f"{source}: input '{vi.name}' has element type "
                          f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; only float32 inputs are supported")
+    given = None if input_shape is None else _check_input_shape(input_shape, source)
     if not ttype.HasField("shape"):
-        if input_shape is None:
+        if given is None:
             raise InputError(f"{source}: input '{vi.name}' has no shape; pass input_shape=(C, H, W)")
-        return (None, *input_shape)
-    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in ttype.shape.dim]
+        return (None, *given)
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
     rank = len(dims)
     if rank < 2:
         raise ModelError(f"{source}: input '{vi.name}' has rank {rank}; expected a batch of images (N, C, H, W)")
-    if input_shape is not None:
-        given = list(input_shape)
+    invalid = [(i, d) for i, d in enumerate(dims) if d is not None and d <= 0]
+    if invalid:
+        listed = ", ".join(f"dim {i} = {d}" for i, d in invalid)
+        raise ModelError(f"{source}: input '{vi.name}' declares {listed} (shape {_shown(dims)}); a dim must be at "
+                         "least 1 (a dynamic dim has no value, or a name)")
+    if given is not None:
         if len(given) == rank:
             given = given[1:]
         if len(given) != rank - 1:
             raise InputError(f"{source}: input_shape {tuple(input_shape)} does not fit input '{vi.name}' of rank "
                              f"{rank}")
         for i, (have, want) in enumerate(zip(dims[1:], given), start=1):
-            if have is not None and want is not None and have != want:
+            if have is not None and have != want:
                 raise InputError(f"{source}: input_shape {tuple(input_shape)} conflicts with the model's fixed dim "
                                  f"{i} = {have} of input '{vi.name}'")
-            if have is None:
-                dims[i] = want
+            dims[i] = want
     missing = [i for i, d in enumerate(dims[1:], start=1) if d is None]
     if missing:
         raise InputError(f"{source}: input '{vi.name}' has dynamic dims {missing} "
-                         f"(shape {[d if d else '?' for d in dims]}); pass input_shape / --size")
+                         f"(shape {_shown(dims)}); pass input_shape / --size")
     return (None, *dims[1:])
+
+
+def _check_input_shape(input_shape: object, source: str) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of positive ints (InputError otherwise)."""
+    try:
+        dims = tuple(input_shape)
+    except TypeError:
+        dims = None
+    if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise InputError(f"{source}: input_shape must be a sequence of positive integers, got {input_shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def _shown(dims: list[int | None]) -> list[int | str]:
+    return [d if d is not None else "?" for d in dims]
 
 
 _PASS_THROUGH = {"Cast", "Identity", "Sub", "Div", "Mul", "Add"}

@@ -1,6 +1,6 @@
 """Class names for model outputs: the bundled ImageNet-1k list, user label files, top-k tables.
 
-A labels file is UTF-8 text with one class name per line, in class-index order. Lines starting
+A labels file is UTF-8 text (at most 16 MiB) with one class name per line, in class-index order. Lines starting
 with ``#`` at the top of the file are a header and are skipped; trailing blank lines are ignored;
 a blank line between names is an error (it would shift every later index).
 """
@@ -13,21 +13,35 @@ from pathlib import Path
 import numpy as np
 
 from explainer.errors import InputError
+from explainer.limits import MAX_LABELS_BYTES, format_bytes
 
 IMAGENET_NUM_CLASSES = 1000
 
 
 def read_labels(path: str | Path) -> list[str]:
-    """Read a labels file (format in the module docstring) into a list of names."""
+    """Read a labels file (format in the module docstring) into a list of names.
+
+    At most :data:`~explainer.limits.MAX_LABELS_BYTES` are read, so ``/dev/zero`` or a huge file is refused rather
+    than read into memory; a file with NUL bytes is refused as binary."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, "rb") as file:
+            data = file.read(MAX_LABELS_BYTES + 1)
     except FileNotFoundError as exc:
         raise InputError(f"labels file not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"labels file {path} is a folder, expected a text file") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read labels file {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_LABELS_BYTES:
+        raise InputError(f"labels file {path} is larger than {format_bytes(MAX_LABELS_BYTES)}; expected one class "
+                         "name per line")
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"labels file {path} is not UTF-8 text: {exc}") from exc
-    except OSError as exc:
-        raise InputError(f"cannot read labels file {path}: {exc}") from exc
+    if "\0" in text:
+        raise InputError(f"labels file {path} is not a text file (it contains NUL bytes)")
     return _parse_labels(text, str(path))
 
 

@@ -33,6 +33,7 @@ from PIL import Image
 from explainer.errors import InputError
 from explainer.images.io import load_image
 from explainer.images.spec import InputSpec, as_hw, check_layout, is_positive_int
+from explainer.limits import check_bytes
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,6 +51,7 @@ PRESETS: tuple[str, ...] = tuple(_PRESETS)
 """Names accepted by :func:`preprocessing`."""
 
 _RESIZE_RATIO = 256 / 224  # torchvision's ImageNet evaluation transform: Resize(256), CenterCrop(224)
+_PILLOW_BYTES = {1: 1, 3: 4}  # bytes per pixel Pillow stores for L and RGB images (RGB is padded to 4)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ def resize_center_crop(
     own aspect, until it covers that box. An image that already has the crop's size is returned
     unchanged (no resampling), so model-sized inputs keep their own pixels. ``image`` is uint8
     ``H x W``, ``H x W x 1`` or ``H x W x 3``; the result has the same number of dimensions.
+    A resize whose intermediate image would not fit :func:`explainer.limits.max_bytes` (a thin strip
+    scaled up to cover the crop) is refused with an InputError giving the figure.
     """
     array = np.asarray(image)
     if array.dtype != np.uint8:
@@ -172,6 +176,9 @@ def resize_center_crop(
     else:
         new_h, new_w = int(height * cover_w / width), cover_w
     new_h, new_w = max(new_h, crop_h), max(new_w, crop_w)
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    check_bytes(new_h * new_w * (_PILLOW_BYTES[channels] + channels),
+                f"resizing a {width}x{height} image to {new_w}x{new_h} (to cover the {crop_w}x{crop_h} crop)")
     pixels = array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array
     resized = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR))
     top = int(round((new_h - crop_h) / 2.0))
@@ -293,7 +300,13 @@ def load_batch(
             f"but preprocessing {prep.name!r} is for {prep.channels}"
         )
     target = spec.resolve(size)
-    crops = [resize_center_crop(load_image(p, channels=spec.channels), target, resize=resize) for p in paths]
+    crops = []
+    for path in paths:
+        image = load_image(path, channels=spec.channels)
+        try:
+            crops.append(resize_center_crop(image, target, resize=resize))
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
     pixels = np.stack(crops)
     return to_model_input(pixels, prep, spec.layout), pixels
 

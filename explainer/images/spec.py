@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explainer.errors import InputError
+from explainer.limits import check_tensor
 
 LAYOUTS = ("NCHW", "NHWC")
 """Supported model input layouts."""
@@ -97,25 +98,31 @@ class InputSpec:
         return cls(layout=layout, channels=c, height=h, width=w, name=name)
 
     def resolve(self, size: int | tuple[int, int] | None = None) -> tuple[int, int]:
-        """Spatial size (H, W) to feed: ``size`` if given (must agree with static dims), else the static dims."""
+        """Spatial size (H, W) to feed: ``size`` if given (must agree with static dims), else the static dims.
+
+        One float32 image of that size must fit :func:`explainer.limits.max_bytes` (InputError with the figure)."""
         if size is None:
             if self.height is None or self.width is None:
                 dynamic = " and ".join(d for d, v in (("height", self.height), ("width", self.width)) if v is None)
                 raise InputError(
                     f"model input '{self.name}' has a dynamic {dynamic}; pass an explicit size (--size, e.g. 224)"
                 )
-            return self.height, self.width
-        height, width = as_hw(size)
-        for what, fixed, wanted in (("height", self.height, height), ("width", self.width, width)):
-            if fixed is not None and fixed != wanted:
-                raise InputError(
-                    f"model input '{self.name}' has a fixed {what} of {fixed}, but size {size!r} asks for {wanted}"
-                )
+            height, width = self.height, self.width
+        else:
+            height, width = as_hw(size)
+            for what, fixed, wanted in (("height", self.height, height), ("width", self.width, width)):
+                if fixed is not None and fixed != wanted:
+                    raise InputError(
+                        f"model input '{self.name}' has a fixed {what} of {fixed}, but size {size!r} asks for {wanted}"
+                    )
+        check_tensor(self._shape(1, height, width)[1:], f"model input '{self.name}': one image")
         return height, width
 
     def batch_shape(self, batch: int, size: int | tuple[int, int] | None = None) -> tuple[int, int, int, int]:
         """Concrete input shape for ``batch`` images at the resolved size, in this spec's layout."""
-        height, width = self.resolve(size)
+        return self._shape(batch, *self.resolve(size))
+
+    def _shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         if self.layout == "NCHW":
             return batch, self.channels, height, width
         return batch, height, width, self.channels

@@ -160,10 +160,20 @@ class Composite:
 
     def __post_init__(self) -> None:
         self.seed = Seed.parse(self.seed, "seed")
+        self.rules = _pairs(self.rules, f"composite '{self.name}'")
+        bad = [rule for _, rule in self.rules if not isinstance(rule, Rule)]
+        if bad:
+            raise InputError(f"composite '{self.name}' has {bad[0]!r} where a rule belongs; use a Rule (Epsilon(), "
+                             "ZPlus(), ...) or make_composite for rule names")
 
     def rule_for(self, layer: Layer) -> Rule:
         for predicate, rule in self.rules:
-            if predicate(layer):
+            try:
+                matches = predicate(layer)
+            except Exception as exc:
+                raise InputError(f"composite '{self.name}': predicate {predicate!r} failed on layer '{layer.name}' "
+                                 f"({exc.__class__.__name__}: {exc})") from None
+            if matches:
                 return rule
         return Gradient()
 
@@ -172,6 +182,13 @@ class Composite:
         """Whether the output is a gradient-like signal (seed 'one', no input multiplication) rather than relevance:
         its sign carries no evidence, so heatmaps take its norm over channels."""
         return self.seed is Seed.ONE and not self.times_input
+
+    @property
+    def largest_stabiliser(self) -> float:
+        """The largest stabiliser (ε included) of its rules that divide: what absorbs relevance on its way to the
+        input (0 when none does)."""
+        return max((float(r.stabiliser) for _, r in self.rules
+                    if isinstance(r, Norm) or (isinstance(r, LinearRule) and r.normalise)), default=0.0)
 
     @property
     def needs_bounds(self) -> bool:
@@ -212,7 +229,7 @@ def _spec_rules(pairs: Sequence[tuple[Predicate, Any]], params: dict[str, Any], 
     """Rules for (predicate, rule spec) pairs with ``params`` as defaults; each parameter must be taken by one."""
     defaults = dict(params, low=low, high=high)
     rules, taken = [], set()
-    for predicate, value in pairs:
+    for predicate, value in _pairs(pairs, "the composite spec"):
         rules.append((predicate, make_rule(value, defaults)))
         taken.update(rule_parameters(value))
     unused = [k for k in params if k not in taken]
@@ -221,6 +238,18 @@ def _spec_rules(pairs: Sequence[tuple[Predicate, Any]], params: dict[str, Any], 
         raise InputError(f"no rule of the composite spec takes {', '.join(map(repr, unused))} (its named rules "
                          f"take: {listed}); give parameters in a rule, e.g. {{'rule': 'epsilon', 'epsilon': 0.1}}")
     return rules
+
+
+def _pairs(pairs: Any, what: str) -> list[tuple[Predicate, Any]]:
+    """``pairs`` as a list of (predicate, rule) pairs with callable predicates; an InputError naming the bad entry."""
+    if isinstance(pairs, (str, bytes, dict)) or not isinstance(pairs, Sequence):
+        raise InputError(f"{what} must be a list of (predicate, rule) pairs, got {type(pairs).__name__}")
+    for entry in pairs:
+        if not (isinstance(entry, Sequence) and not isinstance(entry, str) and len(entry) == 2
+                and callable(entry[0])):
+            raise InputError(f"{what} has the entry {entry!r}; expected a (predicate, rule) pair, e.g. "
+                             "(kind('conv'), 'zplus')")
+    return [tuple(entry) for entry in pairs]
 
 
 def _lrp_base(stabiliser: float = 1e-6) -> list[tuple[Predicate, Rule]]:

@@ -258,18 +258,32 @@ class LinearRule(Rule):
         return f"{self.name}({args})" if args else self.name
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_number(name: str, value: Any, *, allow_zero: bool) -> None:
-    """``value`` must be a finite number > 0 (>= 0 with ``allow_zero``); an InputError naming it otherwise."""
+    """``value`` must be a finite number > 0 (>= 0 with ``allow_zero``) within float32's range (the relevance graph
+    computes in float32, where a larger value is Inf); an InputError naming it otherwise."""
     try:
-        ok = bool(np.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+        ok = not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value) and value <= _FLOAT32_MAX
+                                                              and (value >= 0 if allow_zero else value > 0))
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise InputError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+        raise InputError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0 (at most "
+                         f"{_FLOAT32_MAX:.3g}), got {value!r}")
 
 
 def _bias(keep: bool, mod: WeightMod = IDENTITY) -> WeightMod | None:
+    if not isinstance(keep, (bool, np.bool_)):
+        raise InputError(f"bias must be True or False, got {keep!r}")
     return mod if keep else None
+
+
+def _stabiliser(value: float) -> float:
+    """A rule's stabiliser: a finite number > 0 (0 would divide by zero where a denominator vanishes)."""
+    check_number("stabiliser", value, allow_zero=False)
+    return float(value)
 
 
 def Epsilon(epsilon: float = 1e-6, *, bias: bool = True) -> LinearRule:
@@ -286,7 +300,7 @@ def LRP0(*, bias: bool = True) -> LinearRule:
 def ZPlus(stabiliser: float = 1e-6, *, bias: bool = True) -> LinearRule:
     """z⁺ (α1β0 that also accepts negative inputs, as Zennit): (a⁺, w⁺, b⁺) and (a⁻, w⁻, 0)."""
     group = TermGroup((Term(TermInput.POS, POSITIVE, _bias(bias, POSITIVE)), Term(TermInput.NEG, NEGATIVE, None)))
-    return LinearRule((group,), stabiliser=stabiliser, name="zplus", params={"bias": bias})
+    return LinearRule((group,), stabiliser=_stabiliser(stabiliser), name="zplus", params={"bias": bias})
 
 
 def AlphaBeta(alpha: float = 2.0, beta: float = 1.0, stabiliser: float = 1e-6, *, bias: bool = True) -> LinearRule:
@@ -299,7 +313,8 @@ def AlphaBeta(alpha: float = 2.0, beta: float = 1.0, stabiliser: float = 1e-6, *
                     coefficient=alpha)
     neg = TermGroup((Term(TermInput.POS, NEGATIVE, _bias(bias, NEGATIVE)), Term(TermInput.NEG, POSITIVE, None)),
                     coefficient=-beta)
-    return LinearRule((pos, neg), stabiliser=stabiliser, name="alpha-beta", params={"alpha": alpha, "beta": beta})
+    return LinearRule((pos, neg), stabiliser=_stabiliser(stabiliser), name="alpha-beta",
+                      params={"alpha": alpha, "beta": beta})
 
 
 def Gamma(gamma: float = 0.25, stabiliser: float = 1e-6, *, bias: bool = True) -> LinearRule:
@@ -308,7 +323,7 @@ def Gamma(gamma: float = 0.25, stabiliser: float = 1e-6, *, bias: bool = True) -
     up, down = gamma_mod(gamma, POSITIVE), gamma_mod(gamma, NEGATIVE)
     pos = TermGroup((Term(TermInput.POS, up, _bias(bias, up)), Term(TermInput.NEG, down, None)), gate=Gate.POS)
     neg = TermGroup((Term(TermInput.POS, down, _bias(bias, down)), Term(TermInput.NEG, up, None)), gate=Gate.NEG)
-    return LinearRule((pos, neg), stabiliser=stabiliser, name="gamma", params={"gamma": gamma})
+    return LinearRule((pos, neg), stabiliser=_stabiliser(stabiliser), name="gamma", params={"gamma": gamma})
 
 
 def ZBox(low: float | Array, high: float | Array, stabiliser: float = 1e-6) -> LinearRule:
@@ -317,19 +332,19 @@ def ZBox(low: float | Array, high: float | Array, stabiliser: float = 1e-6) -> L
     bounds = InputBounds(low, high)
     group = TermGroup((Term(TermInput.X, IDENTITY, IDENTITY), Term(TermInput.LOW, POSITIVE, POSITIVE, -1.0),
                        Term(TermInput.HIGH, NEGATIVE, NEGATIVE, -1.0)))
-    return LinearRule((group,), stabiliser=stabiliser, name="zbox", bounds=bounds,
+    return LinearRule((group,), stabiliser=_stabiliser(stabiliser), name="zbox", bounds=bounds,
                       params={"low": _brief(bounds.low), "high": _brief(bounds.high)})
 
 
 def Flat(stabiliser: float = 1e-6) -> LinearRule:
     """Flat: relevance spread uniformly over each output's receptive field (w' = 1, a' = 1, no bias)."""
-    return LinearRule((TermGroup((Term(TermInput.ONES, ONES, None),)),), stabiliser=stabiliser, multiply_input=False,
-                      name="flat")
+    return LinearRule((TermGroup((Term(TermInput.ONES, ONES, None),)),), stabiliser=_stabiliser(stabiliser),
+                      multiply_input=False, name="flat")
 
 
 def WSquare(stabiliser: float = 1e-6) -> LinearRule:
     """w²: w' = w², a' = 1 (bias squared, as Zennit)."""
-    return LinearRule((TermGroup((Term(TermInput.ONES, SQUARE, SQUARE),)),), stabiliser=stabiliser,
+    return LinearRule((TermGroup((Term(TermInput.ONES, SQUARE, SQUARE),)),), stabiliser=_stabiliser(stabiliser),
                       multiply_input=False, name="w-square")
 
 
@@ -420,7 +435,9 @@ def rule_parameters(spec: str | dict | Rule) -> tuple[str, ...]:
 def make_rule(spec: str | dict | Rule, defaults: Mapping[str, Any] | None = None) -> Rule:
     """A rule from a name (``"epsilon"``), a dict (``{"rule": "epsilon", "epsilon": 0.25}``) or a Rule.
 
-    ``defaults`` fill the parameters the named rule takes and the dict does not give; a Rule is returned as is."""
+    ``defaults`` fill the parameters the named rule takes and the dict does not give; a Rule is returned as is. Every
+    value is checked as the rule's factory checks it; a stabiliser given as data must be > 0 for every rule (only the
+    lrp-0 composite's own ``Norm(0)`` sums are unstabilised)."""
     if isinstance(spec, Rule):
         return spec
     if not isinstance(spec, (str, dict)) or (isinstance(spec, dict) and "rule" not in spec):
@@ -430,4 +447,6 @@ def make_rule(spec: str | dict | Rule, defaults: Mapping[str, Any] | None = None
     own = {k: v for k, v in spec.items() if k != "rule"} if isinstance(spec, dict) else {}
     takes = parameters(factory)
     params = {k: v for k, v in (defaults or {}).items() if k in takes and v is not None} | own
+    if "stabiliser" in params:
+        _stabiliser(params["stabiliser"])
     return call_with(factory, f"rule '{name}'", params)

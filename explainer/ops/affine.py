@@ -57,7 +57,11 @@ def convert_batchnorm(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
                               for i, n in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "var")))
     if attr(node, "training_mode", 0):
         raise NotSupported("BatchNormalization in training mode")
-    scale = gamma / np.sqrt(var + float(attr(node, "epsilon", 1e-5)))
+    denominator = var + float(attr(node, "epsilon", 1e-5))
+    if not np.all(denominator > 0):
+        raise NotSupported(f"variance + epsilon is not positive in {int((~(denominator > 0)).sum())} of "
+                           f"{denominator.size} channels (the model's statistics are broken)")
+    scale = gamma / np.sqrt(denominator)
     shift = beta - mean * scale
     bshape = (-1,) + (1,) * (len(ctx.shape(x)) - 2)
     return [cnode("Affine", node, [x], params={"scale": scale.reshape(bshape).astype(np.float32),

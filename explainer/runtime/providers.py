@@ -13,6 +13,7 @@ from explainer.errors import InputError
 PROVIDERS = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+PROVIDER_ENV = "EXPLAINER_PROVIDER"
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,13 +41,27 @@ def cuda_works() -> bool:
         ort.set_default_logger_severity(3)
 
 
+def env_provider() -> str:
+    """The provider ``EXPLAINER_PROVIDER`` asks for ('auto' when unset or empty); InputError naming the variable when
+    it holds anything but auto, cpu or cuda (a typo must not silently fall back to the default)."""
+    value = os.environ.get(PROVIDER_ENV, "").strip().lower()
+    if not value:
+        return "auto"
+    if value not in PROVIDERS:
+        raise InputError(f"{PROVIDER_ENV}={os.environ[PROVIDER_ENV]!r} is not a provider; use one of "
+                         f"{', '.join(PROVIDERS)} (or leave it unset)")
+    return value
+
+
 def resolve_provider(provider: str = "auto") -> str:
-    """'cpu' or 'cuda' for the requested provider; 'cuda' raises when no working CUDA device exists."""
+    """'cpu' or 'cuda' for the requested provider ('auto' follows ``EXPLAINER_PROVIDER`` when set); 'cuda' raises
+    when no working CUDA device exists."""
     provider = (provider or "auto").lower()
     if provider not in PROVIDERS:
         raise InputError(f"unknown provider '{provider}'; choose one of {', '.join(PROVIDERS)}")
-    if os.environ.get("EXPLAINER_PROVIDER") and provider == "auto":
-        provider = os.environ["EXPLAINER_PROVIDER"].lower()
+    env = env_provider()
+    if provider == "auto":
+        provider = env
     if provider == "cpu":
         return "cpu"
     if cuda_works():
