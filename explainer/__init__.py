@@ -24,6 +24,7 @@ _EXPORTS = {
     "ModelError": "explainer.errors",
     "InputError": "explainer.errors",
     "UnsupportedOpError": "explainer.errors",
+    "OutputError": "explainer.errors",
     "load_images": "explainer.images.preprocess",
     "sr_map": "explainer.sr.sr_map",
     "evaluate": "explainer.evaluation.compare",
@@ -39,6 +40,7 @@ __all__ = [
     "InputError",
     "METHODS",
     "ModelError",
+    "OutputError",
     "UnsupportedOpError",
     "compare_heatmaps",
     "evaluate",
@@ -50,7 +52,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from explainer.api import Explainer, Explanation
-    from explainer.errors import ExplainerError, InputError, ModelError, UnsupportedOpError
+    from explainer.errors import ExplainerError, InputError, ModelError, OutputError, UnsupportedOpError
     from explainer.evaluation.compare import evaluate
     from explainer.evaluation.region_perturbation import compare_heatmaps, region_perturbation
     from explainer.images.preprocess import load_images

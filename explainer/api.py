@@ -208,9 +208,10 @@ class Explainer:
             raise InputError(f"{self.source}: not enough memory for {what} on a batch of {n} samples; pass a smaller "
                              "batch_size") from None
         except Exception as exc:
+            detail = " ".join(str(exc).split())
+            hint = "; a smaller batch_size may help" if any(w in detail.lower() for w in ("alloc", "memory")) else ""
             raise ModelError(f"{self.source}: ONNX Runtime failed running {what} on a batch of {n} samples "
-                             f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}); a smaller batch_size "
-                             "may help") from None
+                             f"({exc.__class__.__name__}: {detail[:300]}){hint}") from None
 
     def forward(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """Pre-softmax logits (N, classes) of the canonical graph (the original model without a final softmax)."""
