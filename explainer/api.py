@@ -120,7 +120,14 @@ class Explainer:
         with self._timed("build"):
             self.relevance_model = build_relevance_model(self.graph, self.composite, low=bounds[0], high=bounds[1])
         with self._timed("session"):
-            self._relevance = make_session(self.relevance_model, self.provider, threads=self.threads)
+            try:
+                self._relevance = make_session(self.relevance_model, self.provider, threads=self.threads)
+            except (ExplainerError, MemoryError):
+                raise
+            except Exception as exc:
+                raise ModelError(f"{self.source}: ONNX Runtime cannot load the relevance graph of method "
+                                 f"'{composite.name}' ({exc.__class__.__name__}: "
+                                 f"{' '.join(str(exc).split())[:300]})") from None
 
     def with_method(self, method: str | Composite | dict, *, low: Any = None, high: Any = None,
                     **rule_params: Any) -> Explainer:

@@ -89,3 +89,18 @@ def test_a_forward_graph_onnx_runtime_cannot_run_is_a_model_error_and_changes_no
         Explainer(DIGITS, "gradient")
     assert len(seen) == 1
     assert seen[0][1] == canonicalise(load_model(DIGITS)[0], str(DIGITS)).changes
+
+
+def test_a_relevance_graph_onnx_runtime_cannot_load_is_a_model_error(monkeypatch):
+    import explainer.api as api
+
+    real_build = api.build_relevance_model
+
+    def broken(graph, composite, **kwargs):
+        model = real_build(graph, composite, **kwargs)
+        model.skeleton.graph.node[-1].op_type = "NoSuchOp"
+        return model
+
+    monkeypatch.setattr(api, "build_relevance_model", broken)
+    with pytest.raises(api.ModelError, match=r"cannot load the relevance graph of method 'gradient'"):
+        Explainer(DIGITS, "gradient")

@@ -225,3 +225,31 @@ def test_unusable_constant_operands_are_refused_with_the_reason(constant, reason
     out = _head(g, g.node(op, ["x", g.w(constant.shape, value=constant)]), 4 * 11 * 9)
     with pytest.raises(UnsupportedOpError, match=re.escape(reason)):
         Explainer(g.model([1, 4, 11, 9], out), "gradient")
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_ceil_mode_pooling_takes_onnx_runtimes_size(op):
+    """With ceil_mode and padding, ONNX shape inference (5 wide, kernel 2, stride 2, pads 1+1 -> 4) and ONNX Runtime
+    (-> 3: a last window starting in the padding is dropped) disagree; the canonical graph must hold what ONNX Runtime
+    computes, or the relevance is wrong (here the global pool's area). AveragePool, whose relevance graph ONNX
+    Runtime would refuse to load in that case, is refused with the reason."""
+    g = G(1)
+    c = g.conv("x", 1, 2, k=1)
+    p = g.node(op, [c], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)
+    out = g.node("Gemm", [g.node("Flatten", [g.node("GlobalAveragePool", [p])]), g.w((2, 3))])
+    model = g.model(["N", 1, 5, 5], out)
+    if op == "AveragePool":
+        with pytest.raises(UnsupportedOpError, match="ONNX Runtime pools to 3, ONNX's shape inference to 4"):
+            Explainer(model, "gradient")
+        return
+    ex = Explainer(model, "gradient")
+    assert ex.graph.shapes[p] == (1, 2, 3, 3)
+    x = _x((2, 1, 5, 5))
+    np.testing.assert_allclose(ex.forward(x), run(model, x), rtol=1e-5, atol=1e-6)
+    relevance = ex.explain(x, 1).relevance
+    eps = 1e-3
+    for i in range(3):
+        e = np.zeros_like(x)
+        e[0].flat[7 * i + 3] = eps
+        fd = (run(model, x + e)[0, 1] - run(model, x - e)[0, 1]) / (2 * eps)
+        assert abs(relevance[0].flat[7 * i + 3] - fd) < 1e-3 * max(1.0, abs(fd))

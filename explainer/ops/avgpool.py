@@ -22,8 +22,23 @@ from explainer.relevance.context import EmitContext, unsupported_rule
 def convert_avgpool(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     x = node.input[0]
     attrs = window_attrs(node, ctx, x, list(attr(node, "kernel_shape")))
+    if attr(node, "ceil_mode", 0):
+        _refuse_disputed_ceil(attrs, ctx.shape(x), ctx.shape(node.output[0]))
     return [cnode("AveragePool", node, [x], ceil_mode=int(attr(node, "ceil_mode", 0)),
                   count_include_pad=int(attr(node, "count_include_pad", 0)), **attrs)]
+
+
+def _refuse_disputed_ceil(attrs: dict, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+    """With ceil_mode, a last window that would start in the end padding is dropped by ONNX Runtime but counted by
+    ONNX's shape inference, which ONNX Runtime also runs on every graph it loads: a relevance graph holding constants
+    of the pooled size would then not load. Refuse that case, with the reason."""
+    k, s, d, pads = attrs["kernel_shape"], attrs["strides"], attrs["dilations"], attrs["pads"]
+    n = len(k)
+    for i, (size, pooled) in enumerate(zip(in_shape[2:], out_shape[2:])):
+        inferred = -(-(size + pads[i] + pads[i + n] - d[i] * (k[i] - 1) - 1) // s[i]) + 1
+        if inferred != pooled:
+            raise NotSupported(f"AveragePool with ceil_mode=1 whose last window starts in the padding (axis {i + 2}: "
+                               f"ONNX Runtime pools to {pooled}, ONNX's shape inference to {inferred})")
 
 
 def convert_global_avgpool(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
