@@ -27,6 +27,7 @@ from tests.support.bad_models import (
     unsupported_model,
     with_external_weight,
 )
+from tests.support.cli import cli
 from tests.support.paths import DIGITS, LABELS, digit_path
 
 DIGIT_3 = digit_path(3)
@@ -38,12 +39,6 @@ OUTPUTS = ("{}.npz", "{}_heatmap.png", "{}_overlay.png")
 def _in_tmp(tmp_path, monkeypatch):
     """Run every command from inside tmp_path: default output folders and stray writes land there."""
     monkeypatch.chdir(tmp_path)
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def assert_one_line_error(rc: int, err: str, *fragments: str) -> str:

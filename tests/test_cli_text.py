@@ -19,11 +19,11 @@ import onnx
 import pytest
 from onnx import helper
 
-from explainer.cli import main
 from explainer.cli.text import EscapedStdout, image_size, printable
 from explainer.errors import InputError
 from explainer.runtime.providers import resolve_provider
 from tests.support.bad_models import small_cnn, unsupported_model
+from tests.support.cli import cli
 from tests.support.paths import DIGITS, LABELS, ROOT, digit_path
 
 EVIL = "\x1b[2J\r\n result: can be explained"
@@ -34,12 +34,6 @@ RUN_CLI = [sys.executable, "-c", "import sys; from explainer.cli import main; sy
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def raw_controls(text: str) -> set[str]:
