@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from explainer.errors import ExplainerError, InputError, ModelError
+from explainer.errors import ExplainerError, InputError, ModelError, describe
 from explainer.frontend.canonicalise import canonicalise
 from explainer.frontend.ir import CanonicalGraph
 from explainer.images.spec import channel_sum
@@ -126,8 +126,7 @@ class Explainer:
                 raise
             except Exception as exc:
                 raise ModelError(f"{self.source}: ONNX Runtime cannot load the relevance graph of method "
-                                 f"'{composite.name}' ({exc.__class__.__name__}: "
-                                 f"{' '.join(str(exc).split())[:300]})") from None
+                                 f"'{composite.name}' ({describe(exc)})") from None
 
     def with_method(self, method: str | Composite | dict, *, low: Any = None, high: Any = None,
                     **rule_params: Any) -> Explainer:
@@ -316,7 +315,7 @@ class Explainer:
             raise
         except Exception as exc:
             raise ModelError(f"{self.source}: ONNX Runtime cannot run the rewritten forward graph "
-                             f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:300]})") from None
+                             f"({describe(exc)})") from None
         diff = float(np.abs(ours - reference.reshape(1, -1)).max())
         if diff > 1e-3 * max(1.0, float(np.abs(reference).max())):
             raise ModelError(f"{self.source}: the rewritten graph's logits differ from the original model's "

@@ -33,3 +33,8 @@ class InputError(ExplainerError):
 class OutputError(ExplainerError, OSError):
     """A result cannot be written (its folder cannot be made, the disk is full, the path is not writable). Also an
     :class:`OSError` with ``errno``, ``strerror`` and ``filename``, so code that handles OSError keeps working."""
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """A library's exception as one short line for our own messages: its class and its text, whitespace collapsed."""
+    return f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:limit]}"

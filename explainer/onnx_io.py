@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper
 
-from explainer.errors import InputError, ModelError, OutputError
+from explainer.errors import InputError, ModelError, OutputError, describe
 from explainer.files import FileGroup
 
 #: protobuf cannot serialise a single message past 2 GiB; above this we store weights as external data
@@ -60,7 +60,7 @@ def read_model(model: ModelSource, base_dir: str | os.PathLike | None = None) ->
         try:
             proto = onnx.load_from_string(bytes(model))
         except Exception as exc:
-            raise ModelError(f"<bytes>: not a valid ONNX model ({_describe(exc)})") from None
+            raise ModelError(f"<bytes>: not a valid ONNX model ({describe(exc)})") from None
         return _with_external_data(proto, "<bytes>", _base_dir(base_dir), copy=False)
     if not isinstance(model, (str, os.PathLike)):
         raise InputError(f"the model must be a file path, bytes or an onnx.ModelProto, got {type(model).__name__}")
@@ -81,13 +81,13 @@ def read_model(model: ModelSource, base_dir: str | os.PathLike | None = None) ->
         if path.stat().st_size == 0:
             raise ModelError(f"{source}: file is empty")
     except (OSError, ValueError) as exc:
-        raise ModelError(f"{source}: cannot open the model file ({_describe(exc)})") from None
+        raise ModelError(f"{source}: cannot open the model file ({describe(exc)})") from None
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except OSError as exc:
-        raise ModelError(f"{source}: cannot read the model file ({_describe(exc)})") from None
+        raise ModelError(f"{source}: cannot read the model file ({describe(exc)})") from None
     except Exception as exc:
-        raise ModelError(f"{source}: not a valid ONNX model ({_describe(exc)})") from None
+        raise ModelError(f"{source}: not a valid ONNX model ({describe(exc)})") from None
     if not proto.graph.node:
         raise ModelError(f"{source}: not a valid ONNX model (the graph has no nodes)")
     loaded = _with_external_data(proto, source, path.parent, copy=False)
@@ -179,7 +179,7 @@ def _load_external_tensor(tensor: onnx.TensorProto, what: str, base: Path | None
     try:
         info = external_data_helper.ExternalDataInfo(tensor)
     except (TypeError, ValueError) as exc:
-        raise ModelError(f"{source}: {what} has malformed external data fields ({_describe(exc)})") from None
+        raise ModelError(f"{source}: {what} has malformed external data fields ({describe(exc)})") from None
     location = info.location
     if base is None:
         raise ModelError(f"{source}: {what} keeps its data in the external file {location!r}, and a model given as "
@@ -204,7 +204,7 @@ def _load_external_tensor(tensor: onnx.TensorProto, what: str, base: Path | None
         external_data_helper.load_external_data_for_tensor(tensor, str(base))
     except Exception as exc:
         raise ModelError(f"{source}: cannot read the external data of {what} from {location!r} "
-                         f"({_describe(exc)})") from None
+                         f"({describe(exc)})") from None
     return target
 
 
@@ -270,7 +270,7 @@ def tensor_array(tensor: onnx.TensorProto, source: str, what: str | None = None)
     try:
         return numpy_helper.to_array(tensor)
     except Exception as exc:
-        raise ModelError(_misfit(tensor, what, source, need) + f" ({_describe(exc)})") from None
+        raise ModelError(_misfit(tensor, what, source, need) + f" ({describe(exc)})") from None
 
 
 def _fits(tensor: onnx.TensorProto, need: int | None) -> bool:
@@ -430,6 +430,3 @@ class InMemoryModel:
                 model.graph.initializer[i].CopyFrom(numpy_helper.from_array(self.external[tensor.name], tensor.name))
         return model
 
-
-def _describe(exc: BaseException) -> str:
-    return f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"

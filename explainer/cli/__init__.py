@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from explainer.cli.text import escaped_stdout, print_error, printable
+from explainer.cli.text import escaped_stdout, print_error
 from explainer.errors import ExplainerError
 
 COMMANDS = ("rewrite", "check", "explain", "evaluate", "audit")
@@ -44,11 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         p.set_defaults(run=module.run)
     return parser
-
-
-def one_line(message: object) -> str:
-    """The message with line breaks and other non-printable characters escaped, so an error stays one line."""
-    return printable(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

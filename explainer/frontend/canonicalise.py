@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 import onnx.inliner
 
-from explainer.errors import ModelError, UnsupportedOpError
+from explainer.errors import ModelError, UnsupportedOpError, describe
 from explainer.frontend.convert import Alias, ConvertContext, NotSupported
 from explainer.frontend.fold import Folded, fold, run_model
 from explainer.frontend.inputs import PinnedInput, image_input, model_opset, pin_input
@@ -102,7 +102,7 @@ def inline_functions(model: onnx.ModelProto, source: str) -> tuple[onnx.ModelPro
         inlined = onnx.inliner.inline_local_functions(prepared, convert_version=True)
     except Exception as exc:
         raise ModelError(f"{source}: cannot inline the model's local functions "
-                         f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:300]})") from None
+                         f"({describe(exc)})") from None
     return inlined, ([f"inlined model-local functions: {_counts(calls)}"] if calls else [])
 
 

@@ -23,7 +23,7 @@ import onnx_graphsurgeon as gs
 from onnx import helper, numpy_helper, shape_inference
 from onnx_graphsurgeon.logger import G_LOGGER
 
-from explainer.errors import ModelError, UnsupportedOpError
+from explainer.errors import ModelError, UnsupportedOpError, describe
 from explainer.onnx_io import InMemoryModel, tensor_array
 from explainer.runtime.providers import quiet_onnxruntime
 from explainer.runtime.sessions import make_session
@@ -202,7 +202,7 @@ def run_model(model: onnx.ModelProto, consts: dict[str, np.ndarray], input_name:
         values = make_session(runnable, "cpu", optimize="basic", one_shot=True).run(names, {input_name: x})
     except Exception as exc:
         raise ModelError(f"{source}: ONNX Runtime cannot run the model on an input of shape {list(x.shape)} "
-                         f"({_describe(exc)})") from None
+                         f"({describe(exc, 400)})") from None
     return dict(zip(names, values))
 
 
@@ -211,7 +211,7 @@ def _import(model: onnx.ModelProto, output: str, source: str) -> gs.Graph:
     try:
         graph = gs.import_onnx(model)
     except Exception as exc:
-        raise ModelError(f"{source}: onnx-graphsurgeon cannot read the model ({_describe(exc)})") from None
+        raise ModelError(f"{source}: onnx-graphsurgeon cannot read the model ({describe(exc, 400)})") from None
     graph.outputs = [t for t in graph.outputs if t.name == output]
     return graph
 
@@ -229,7 +229,7 @@ def _fold_graph(graph: gs.Graph, shapes: dict[str, tuple[int, ...]], source: str
                                         recurse_subgraphs=False, flatten_subgraphs=False, recurse_functions=False)
         graph.cleanup()
     except Exception as exc:
-        raise ModelError(f"{source}: cannot fold the model's constant computations ({_describe(exc)})") from None
+        raise ModelError(f"{source}: cannot fold the model's constant computations ({describe(exc, 400)})") from None
 
 
 def _fold_shape_ops(graph: gs.Graph, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -268,6 +268,3 @@ def _constants(graph: gs.Graph, initializers: dict[str, np.ndarray]) -> dict[str
               if isinstance(t, gs.Constant) and name not in initializers}
     return {**initializers, **folded}
 
-
-def _describe(exc: BaseException) -> str:
-    return f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:400]}"
