@@ -36,14 +36,13 @@ import onnx.inliner
 from explainer.errors import ModelError, UnsupportedOpError, describe
 from explainer.frontend.convert import Alias, ConvertContext, NotSupported
 from explainer.frontend.fold import Folded, fold, run_model
-from explainer.frontend.inputs import PinnedInput, image_input, model_opset, pin_input
+from explainer.frontend.inputs import DEFAULT_DOMAINS, PinnedInput, image_input, model_opset, pin_input
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.frontend.simplify import simplify
 from explainer.limits import check_tensor, tensor_bytes
 from explainer.onnx_io import iter_tensors, tensor_array
 from explainer.ops import CONVERTERS
 
-_DEFAULT_DOMAINS = ("", "ai.onnx")
 _OUTPUT_CHAIN_OPS = {"Softmax", "LogSoftmax", "Identity", "Dropout", "Cast", "Flatten", "Reshape", "Squeeze"}
 _RESHAPES = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
 RESERVED = ("logits", "relevance", "target")
@@ -217,9 +216,9 @@ def convert(model: onnx.ModelProto, folded: Folded, chain: list[str], source: st
     reasons: dict[str, str] = {}
     for node in folded.nodes:
         label = node.name or node.output[0]
-        conv = CONVERTERS.get(node.op_type) if node.domain in _DEFAULT_DOMAINS else None
+        conv = CONVERTERS.get(node.op_type) if node.domain in DEFAULT_DOMAINS else None
         if conv is None:
-            unsupported.append((label, node.op_type if node.domain in _DEFAULT_DOMAINS
+            unsupported.append((label, node.op_type if node.domain in DEFAULT_DOMAINS
                                 else f"{node.domain}.{node.op_type}"))
             continue
         resolved = onnx.NodeProto()

@@ -9,7 +9,7 @@ import onnx
 
 from explainer.errors import ExplainerError, UnsupportedOpError
 from explainer.frontend.canonicalise import canonicalise
-from explainer.frontend.inputs import detect_layout, image_input
+from explainer.frontend.inputs import DEFAULT_DOMAINS, detect_layout, image_input
 from explainer.onnx_io import load_model
 from explainer.ops import CONVERTERS
 
@@ -58,7 +58,7 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
     inits = {t.name for t in proto.graph.initializer}
     inputs = [_describe(i) for i in proto.graph.input if i.name not in inits]
     outputs = [_describe(o) for o in proto.graph.output]
-    counts = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in proto.graph.node)
+    counts = Counter(n.op_type if n.domain in DEFAULT_DOMAINS else f"{n.domain}.{n.op_type}" for n in proto.graph.node)
     layout = None
     try:
         vi = image_input(proto, source)

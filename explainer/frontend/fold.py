@@ -24,11 +24,11 @@ from onnx import helper, numpy_helper, shape_inference
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from explainer.errors import ModelError, UnsupportedOpError, describe
+from explainer.frontend.inputs import DEFAULT_DOMAINS
 from explainer.onnx_io import InMemoryModel, tensor_array
 from explainer.runtime.providers import quiet_onnxruntime
 from explainer.runtime.sessions import make_session
 
-_DEFAULT_DOMAINS = ("", "ai.onnx")
 #: constants larger than this enter shape inference as typed inputs, not initializers: their values cannot matter
 #: (data propagation follows small integer shape tensors only) and copying them would cost the weights' memory again
 _INFERENCE_MAX_BYTES = 1 << 16
@@ -115,7 +115,7 @@ def refuse_foreign_ops(graph: gs.Graph, source: str) -> None:
 
 
 def _default(node: gs.Node) -> bool:
-    return (node.domain or "") in _DEFAULT_DOMAINS
+    return (node.domain or "") in DEFAULT_DOMAINS
 
 
 def infer_shapes(model: onnx.ModelProto, nodes: Iterable[onnx.NodeProto], consts: dict[str, np.ndarray],

@@ -9,6 +9,9 @@ import onnx
 from explainer.errors import InputError, ModelError
 from explainer.limits import check_tensor
 
+#: the names of ONNX's default operator domain
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
 
 @dataclass(frozen=True)
 class PinnedInput:
@@ -37,7 +40,7 @@ def pin_input(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...] 
 def model_opset(model: onnx.ModelProto) -> int:
     """The model's default-domain opset (1 when it imports none)."""
     for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
+        if imp.domain in DEFAULT_DOMAINS:
             return int(imp.version)
     return 1
 

@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import distance_transform_edt
 
 from explainer.errors import InputError
+from explainer.images.spec import is_positive_int
 from explainer.sr.lab import srgb_to_lab
 
 try:
@@ -185,10 +186,6 @@ def _is_real(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def _is_positive_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
-
-
 def _check_params(
     c: float,
     k: int,
@@ -201,9 +198,9 @@ def _check_params(
     if not (_is_real(c) and math.isfinite(c) and c >= 0):
         raise InputError(f"sr_map: c must be a finite number >= 0, got {c!r}")
     for name, value in (("k", k), ("patch_size", patch_size), ("base_size", base_size)):
-        if not _is_positive_int(value):
+        if not is_positive_int(value):
             raise InputError(f"sr_map: {name} must be a positive integer, got {value!r}")
-    if stride is not None and not _is_positive_int(stride):
+    if stride is not None and not is_positive_int(stride):
         raise InputError(f"sr_map: stride must be a positive integer or None, got {stride!r}")
     if base_size < patch_size:
         raise InputError(f"sr_map: base_size ({base_size}) must be at least patch_size ({patch_size})")
