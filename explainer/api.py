@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from explainer.errors import ExplainerError, InputError, ModelError, describe
 from explainer.frontend.canonicalise import canonicalise
 from explainer.frontend.ir import CanonicalGraph
 from explainer.images.spec import channel_sum
-from explainer.lrp.composites import Composite, Seed, input_bounds, make_composite
+from explainer.lrp.composites import AUTO, Composite, Seed, default_method, input_bounds, make_composite
 from explainer.onnx_io import ModelSource, read_model, save_model
-from explainer.relevance.graph import LOGITS, RELEVANCE, TARGET, build_forward_model, build_relevance_model
+from explainer.ops import OPS
+from explainer.relevance.graph import ABSORBED, LOGITS, RELEVANCE, TARGET, build_forward_model, build_relevance_model
 from explainer.runtime.providers import resolve_provider
 from explainer.runtime.sessions import make_session, run_bound
 
@@ -31,7 +33,8 @@ class Explanation:
     ``conservation`` (N,), for methods whose relevance starts from the target logit (the LRP methods): the sum of
     each sample's relevance divided by its target logit, 1 where all of it arrives at the input (LRP-0 on a network
     without biases), less where biases and stabilisers absorb some, NaN for a zero logit; None for gradient-like
-    methods, whose output is no share of the logit."""
+    methods, whose output is no share of the logit. ``absorbed`` maps each constant input that keeps relevance (a
+    class token, a position embedding: ``EmitContext.absorb``) to its share per sample (N,), for the LRP methods."""
 
     relevance: np.ndarray
     logits: np.ndarray
@@ -39,6 +42,7 @@ class Explanation:
     method: str = ""
     layout: str = "NCHW"
     conservation: np.ndarray | None = None
+    absorbed: dict[str, np.ndarray] = field(default_factory=dict)
 
     def relevance_map(self) -> np.ndarray:
         """Relevance summed over the channel axis: (N, H, W)."""
@@ -55,7 +59,8 @@ class _ForwardSession:
 class Explainer:
     """Rewrite an ONNX classifier into an LRP graph and run it in ONNX Runtime.
 
-    ``method`` is a method name (see ``explainer.METHODS``), a composite spec dict, or a ``Composite``. Rule
+    ``method`` is a method name (see ``explainer.METHODS``; "auto", the default, picks AttnLRP for transformers and
+    epsilon-plus-flat otherwise), a composite spec dict, or a ``Composite``. Rule
     parameters (``epsilon``, ``gamma``, ``stabiliser``) are keyword arguments: a named method's own (any other is an
     InputError), defaults for the rules a spec dict names, none with a ``Composite`` (see ``make_composite``).
     ``low``/``high`` are the model input's range: the zB rule's bounds, unless the rule carries its own
@@ -67,7 +72,7 @@ class Explainer:
     Every failure a caller can cause is an ``ExplainerError`` (``explainer.errors``) naming the culprit.
     """
 
-    def __init__(self, model: ModelSource, method: str | Composite | dict = "epsilon-plus-flat", *,
+    def __init__(self, model: ModelSource, method: str | Composite | dict = AUTO, *,
                  provider: str = "auto", input_shape: tuple[int, ...] | None = None, low: Any = None,
                  high: Any = None, verify: bool = True, source: str | None = None, threads: int | None = None,
                  base_dir: str | os.PathLike | None = None, **rule_params: Any) -> None:
@@ -78,7 +83,8 @@ class Explainer:
         if source is not None and not isinstance(source, str):
             raise InputError(f"source must be a string naming the model, got {source!r}")
         self.source = source or "<model>"
-        composite, bounds = self._composite(method, low, high, rule_params)  # bad parameters fail before model work
+        if method != AUTO:  # bad parameters fail before model work
+            composite, bounds = self._composite(method, low, high, rule_params)
         with self._timed("load"):
             loaded = read_model(model, base_dir)
         self.source = source or loaded.source
@@ -92,7 +98,14 @@ class Explainer:
         if verify:
             with self._timed("verify"):
                 self._verify()
+        if method == AUTO:
+            composite, bounds = self._composite(self.default_method, low, high, rule_params)
         self._set_method(composite, low, high, bounds)
+
+    @property
+    def default_method(self) -> str:
+        """The method ``"auto"`` picks for this model: AttnLRP for transformers, epsilon-plus-flat otherwise."""
+        return default_method({OPS[node.op].kind for node in self.graph.nodes})
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -134,6 +147,8 @@ class Explainer:
         different method."""
         low = self.low if low is None else low
         high = self.high if high is None else high
+        if method == AUTO:
+            method = self.default_method
         composite, bounds = self._composite(method, low, high, rule_params)
         other = copy.copy(self)
         other.timings = {}
@@ -250,13 +265,15 @@ class Explainer:
             if bad.size:
                 raise InputError(f"target index {int(bad[0])} is out of range: the model has {self.num_classes} "
                                  f"classes (0..{self.num_classes - 1})")
-        logits, relevance = [], []
-        for s in self._chunks(n, batch_size):
-            lg, rel = self._run(self._relevance, [LOGITS, RELEVANCE], {self.input_name: x[s], TARGET: tgt[s]},
-                                f"method '{self.method}'")
-            logits.append(lg)
-            relevance.append(rel)
-        rel, logits = np.concatenate(relevance), np.concatenate(logits)
+        labels = self.absorbed_labels
+        outputs = [LOGITS, RELEVANCE] + ([ABSORBED] if labels else [])
+        results = [self._run(self._relevance, outputs, {self.input_name: x[s], TARGET: tgt[s]},
+                             f"method '{self.method}'") for s in self._chunks(n, batch_size)]
+        logits, rel = (np.concatenate([r[i] for r in results]) for i in range(2))
+        absorbed = {}
+        if labels and self.composite.seed is Seed.LOGIT and not self.composite.times_input:
+            kept = np.concatenate([r[2] for r in results])
+            absorbed = {label: kept[:, k] for k, label in enumerate(labels)}
         if not np.all(np.isfinite(rel)):
             bad = int((~np.isfinite(rel)).sum())
             raise ModelError(f"{self.source}: method '{self.method}' produced {bad} non-finite relevance values; "
@@ -265,7 +282,13 @@ class Explainer:
         if self.composite.seed is Seed.LOGIT:
             conservation = self._conservation(x, rel, logits[np.arange(n), tgt])
         return Explanation(relevance=rel, logits=logits, target=tgt, method=self.method, layout=self.layout,
-                           conservation=conservation)
+                           conservation=conservation, absorbed=absorbed)
+
+    @property
+    def absorbed_labels(self) -> list[str]:
+        """The constant inputs (class tokens, position embeddings) whose relevance the relevance graph reports."""
+        labels = {p.key: p.value for p in self.relevance_model.skeleton.metadata_props}.get("explainer.absorbed")
+        return json.loads(labels) if labels else []
 
     def _conservation(self, x: np.ndarray, rel: np.ndarray, seed: np.ndarray) -> np.ndarray:
         """Sum of relevance / target logit per sample.

@@ -79,7 +79,8 @@ def test_explain_sr_writes_every_documented_file(sr_run):
         stem = f"digit_{k}"
         expected |= {f"{stem}.npz"} | {stem + s for s in PNG_SUFFIXES}
         data = load_npz(out / f"{stem}.npz")
-        assert set(data) == {"relevance", "logits", "target", "sr"}
+        assert set(data) == {"relevance", "logits", "target", "sr", "conservation"}
+        assert np.isfinite(data["conservation"])
         rel, sr = data["relevance"], data["sr"]
         assert rel.shape == (32, 32) and rel.dtype == np.float32
         assert np.all(np.isfinite(rel)) and np.abs(rel).max() > 0

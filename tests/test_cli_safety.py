@@ -437,7 +437,7 @@ def test_empty_output_folder_option_is_an_error(capsys, tmp_path, monkeypatch, c
 
 @pytest.mark.parametrize("command", ["explain", "evaluate", "audit"])
 def test_failed_run_leaves_no_folder_it_created(capsys, tmp_path, command):
-    """The model cannot be explained (Erf, Abs): nothing written, and neither `a` nor `a/b` is left behind."""
+    """The model cannot be explained (Atan, Abs): nothing written, and neither `a` nor `a/b` is left behind."""
     model = tmp_path / "erf.onnx"
     model.write_bytes(unsupported_model()[0].SerializeToString())
     option = "--report" if command == "audit" else "--out"

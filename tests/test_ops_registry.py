@@ -138,7 +138,10 @@ def _context(consts: dict | None = None, producers: list[onnx.NodeProto] = ()) -
 
 def test_shared_onnx_ops_dispatch_in_the_stated_order():
     assert CONVERTERS["Add"].owners == ("Affine", "Add")
-    assert CONVERTERS["Mul"].owners == ("Affine", "Activation", "Mul")
+    assert CONVERTERS["Mul"].owners == ("Affine", "Activation", "Mul", "Product")
+    assert CONVERTERS["MatMul"].owners == ("Dense", "MatMul")
+    assert CONVERTERS["ReduceMean"].owners == ("GlobalAveragePool", "Reduce")
+    assert CONVERTERS["Softmax"].owners == ("Softmax", "alias")
     assert CONVERTERS["Sum"].owners == ("Add",)
     assert CONVERTERS["Identity"].owners == ("alias",)
 
@@ -152,6 +155,7 @@ def test_shared_onnx_ops_dispatch_in_the_stated_order():
     ("Mul", ["x", "xh"], helper.make_node("HardSigmoid", ["x"], ["xh"], alpha=1 / 6), ("Activation", "hardswish")),
     ("Mul", ["x", "xh"], helper.make_node("HardSigmoid", ["x"], ["xh"]), ("Mul", None)),
     ("Mul", ["x", "s"], helper.make_node("Sigmoid", ["y"], ["s"]), ("Mul", None)),
+    ("Mul", ["x", "y"], None, ("Product", None)),
 ])
 def test_shared_onnx_ops_pick_the_first_claim_that_applies(onnx_op, inputs, producer, expected):
     ctx = _context({"c": np.full((1, 4), 2.0, np.float32)}, [producer] if producer else [])
@@ -162,10 +166,11 @@ def test_shared_onnx_ops_pick_the_first_claim_that_applies(onnx_op, inputs, prod
 
 def test_when_no_claim_applies_every_reason_is_given():
     with pytest.raises(NotSupported) as info:
-        CONVERTERS["Mul"](_context(), helper.make_node("Mul", ["x", "y"], ["out"]))
+        CONVERTERS["Mul"](_context({"c": np.ones((1, 5), np.float32)}), helper.make_node("Mul", ["x", "c"], ["out"]))
     message = str(info.value)
-    assert "as Affine: Mul of two non-constant tensors" in message
-    assert "as Activation: not swish" in message and "as Mul: neither factor is a sigmoid" in message
+    assert "as Affine: the constant operand of shape [1, 5] does not broadcast" in message
+    assert "as Activation: an operand is constant" in message and "as Mul: an operand is constant" in message
+    assert "as Product: not a product of two non-constant tensors" in message
     with pytest.raises(NotSupported, match="^division of a constant by data$"):
         CONVERTERS["Div"](_context({"c": np.ones((1, 4), np.float32)}), helper.make_node("Div", ["c", "x"], ["o"]))
     assert isinstance(CONVERTERS["Sum"](_context(), helper.make_node("Sum", ["x"], ["o"])), Alias)
@@ -190,7 +195,21 @@ def every_op_model(opset: int) -> onnx.ModelProto:
                           g.w((1,), value=[1], dtype=np.int64)])                              # Slice
     cat = g.node("Concat", [sl, res], axis=1)                                                 # Concat
     flat = g.node("Flatten", [g.node("GlobalAveragePool", [cat])])                            # GAP, Reshape
-    out = g.node("Gemm", [flat, g.w((10, 5)), g.w((5,), 0.1)])                                # Dense
+    tokens = g.node("Transpose", [g.node("Reshape", [cat, g.w((3,), value=[0, 10, -1], dtype=np.int64)])],
+                    perm=[0, 2, 1])                                                           # [N, T, 10]
+    h = g.node("LayerNormalization", [tokens, g.w((10,), value=np.linspace(0.5, 1.5, 10)), g.w((10,), 0.1)],
+               axis=-1)                                                                       # LayerNorm
+    q, k, v = (g.node("Add", [g.node("MatMul", [h, g.w((10, 8))]), g.w((8,), 0.1)]) for _ in range(3))
+    attention = g.node("Softmax", [g.node("Einsum", [q, k], equation="ntc,nsc->nts")], axis=-1)  # Softmax, MatMul
+    mixed = g.node("Mul", [g.node("MatMul", [attention, v]), q])                               # Product
+    halves = g.node("Split", [mixed, g.w((2,), value=[4, 4], dtype=np.int64)], outputs=2, axis=2)
+    both = g.node("Add", halves)
+    axes = {"axes": [1]} if opset < 18 else {}
+    pooled = g.node("ReduceMean", [both] + ([] if axes else [g.w((1,), value=[1], dtype=np.int64)]), keepdims=0,
+                    **axes)                                                                   # Reduce
+    first_token = g.node("Gather", [both, g.w((), value=0, dtype=np.int64)], axis=1)         # Slice, Reshape
+    joined = g.node("Concat", [flat, pooled, first_token], axis=1)
+    out = g.node("Gemm", [joined, g.w((18, 5)), g.w((5,), 0.1)])                              # Dense
     model = with_opset(g.model(["N", 8, 8, 3], out), opset)
     model.graph.output[0].CopyFrom(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 5]))
     onnx.checker.check_model(model, full_check=True)
@@ -214,16 +233,20 @@ def test_every_op_every_method_gives_valid_graphs_at_every_opset(opset):
 
 
 def test_the_analyses_ask_each_op():
-    """Signs: ReLU/sigmoid outputs and what only pools, normalises, routes, sums or gates non-negative tensors are
-    non-negative; affine maps, linear layers and a pad of a signed tensor are not. Bounds pass Transpose, Affine
-    (swapped where the scale is negative) and Pad, and stop at the first Conv. Layer kinds come from the ops."""
+    """Signs: ReLU/sigmoid/softmax outputs and what only pools, normalises, routes, sums or gates non-negative tensors
+    are non-negative; affine maps, linear layers, LayerNorm and a pad of a signed tensor are not. Bounds pass
+    Transpose, Affine (swapped where the scale is negative) and Pad, and stop at the first Conv. Layer kinds come from
+    the ops."""
     graph = canonicalise(every_op_model(17), "every-op")
     nonneg = nonnegative(graph, input_nonnegative=True)
     signs = [(n.op, n.output in nonneg) for n in graph.nodes]
     assert signs == [("Transpose", True), ("Affine", False), ("Pad", False), ("Conv", False), ("Activation", True),
                      ("LRN", True), ("MaxPool", True), ("AveragePool", True), ("Conv", False), ("Activation", True),
                      ("Mul", True), ("Add", True), ("Slice", True), ("Concat", True), ("GlobalAveragePool", True),
-                     ("Reshape", True), ("Dense", False)]
+                     ("Reshape", True), ("Reshape", True), ("Transpose", True), ("LayerNorm", False), ("Dense", False),
+                     ("Dense", False), ("Dense", False), ("MatMul", False), ("Softmax", True), ("MatMul", False),
+                     ("Product", False), ("Slice", False), ("Slice", False), ("Add", False), ("Reduce", False),
+                     ("Slice", False), ("Reshape", False), ("Concat", False), ("Dense", False)]
     assert not nonnegative(graph, input_nonnegative=False) & {graph.nodes[0].output}
     low, high = np.zeros((1, 8, 8, 3), np.float32), np.ones((1, 8, 8, 3), np.float32)
     bounds = propagate_bounds(graph, low, high)

@@ -1,5 +1,6 @@
-"""`explainer check MODEL`: inputs/outputs, detected layout, op support and canonicalisation; exit 0 if explainable,
-else 2 with the reason on stderr too."""
+"""`explainer check MODEL`: the verdict on the first line, then inputs/outputs, detected layout, op support (one
+example node per unsupported op), the family the ops point to and canonicalisation; exit 0 if explainable, else 2
+with the one-line reason on stderr too."""
 from __future__ import annotations
 
 import argparse

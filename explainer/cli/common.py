@@ -12,15 +12,16 @@ from explainer.errors import InputError
 from explainer.frontend.inputs import detect_layout, image_input
 from explainer.images.preprocess import PRESETS, Preprocessing, input_bounds, model_preprocessing
 from explainer.images.spec import InputSpec
-from explainer.lrp.composites import METHODS
+from explainer.lrp.composites import AUTO, METHODS
 from explainer.onnx_io import load_model
 
 
 def add_model_options(p: argparse.ArgumentParser, *, method: bool = True, many_methods: bool = False) -> None:
     p.add_argument("model", help="ONNX model file")
     if method:
-        p.add_argument("--method", default="epsilon-plus-flat", choices=list(METHODS),
-                       help="LRP composite or baseline (default: epsilon-plus-flat)")
+        p.add_argument("--method", default=AUTO, choices=[AUTO, *METHODS],
+                       help="LRP composite or baseline (default: auto = attn-lrp for transformers, epsilon-plus-flat "
+                            "otherwise)")
     p.add_argument("--epsilon", type=float, help="ε for dense layers (ε rules)")
     p.add_argument("--gamma", type=float, help="γ for the γ rule")
     p.add_argument("--stabiliser", type=float, help="stabiliser for the other rules")

@@ -105,6 +105,14 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  {rank}. {name} (class {idx}): logit {logit:.3f}, p {prob:.3f}{mark}")
                 image = pixels[j][..., 0] if pixels[j].shape[-1] == 1 else pixels[j]
                 arrays = {"relevance": maps[j].astype(np.float32), "logits": e.logits[j], "target": e.target[j]}
+                if e.conservation is not None:
+                    arrays["conservation"] = e.conservation[j]
+                    print(f"  relevance at the input: {e.conservation[j]:.1%} of the explained logit")
+                for k, (label, kept) in enumerate(e.absorbed.items()):
+                    logit = float(e.logits[j, e.target[j]])
+                    share = f" ({kept[j] / logit:.1%} of the logit)" if logit else ""
+                    print(f"  relevance kept by {label}: {kept[j]:.4g}{share}")
+                    arrays[f"absorbed_{k}"], arrays[f"absorbed_{k}_label"] = kept[j], np.array(label)
                 stem = stems[i]
                 with writer.group() as files:
                     heatmap(maps[j]).save(files.path(f"{stem}_heatmap.png"))

@@ -11,6 +11,9 @@
    Constant/ConstantOfShape weights, Shape->Gather->Concat flatten chains), nodes that do not reach the output go,
    and every data tensor gets its static shape (``fold.py``); ``check_sizes`` refuses a tensor too large to allocate
    and ``refuse_non_finite`` weights with NaN or Inf values, naming them;
+   ``hoist_unbind`` rewrites attention's q/k/v unbinding (a Transpose moving the batch axis, then one selection per
+   piece) so that the batch axis stays first (``unbind.py``); ``fuse_patterns`` rewrites the element-wise arithmetic
+   exporters write for LayerNorm, GELU, hard-sigmoid, hard-swish and Mish into those ONNX ops (``patterns.py``);
 3. ``run_reference``: one plain forward of the original model, the reference rewritten graphs are verified against;
 4. ``convert``: each remaining node through its op's converter (``explainer.ops.CONVERTERS``): BatchNorm and Mul/Add
    with constants become Affine, MatMul+Add become Dense, a final Softmax is dropped, Identity/Dropout vanish;
@@ -38,7 +41,9 @@ from explainer.frontend.convert import Alias, ConvertContext, NotSupported
 from explainer.frontend.fold import Folded, fold, run_model
 from explainer.frontend.inputs import DEFAULT_DOMAINS, PinnedInput, image_input, model_opset, pin_input
 from explainer.frontend.ir import CanonicalGraph, CNode
+from explainer.frontend.patterns import fuse_patterns
 from explainer.frontend.simplify import simplify
+from explainer.frontend.unbind import hoist_unbind
 from explainer.limits import check_tensor, tensor_bytes
 from explainer.onnx_io import iter_tensors, tensor_array
 from explainer.ops import CONVERTERS
@@ -69,13 +74,15 @@ def canonicalise(model: onnx.ModelProto, source: str, *,
     folded = fold(model, image.name, image.batch_shape, output, source)
     check_sizes(folded, source)
     refuse_non_finite(folded, source)
+    rewritten = hoist_unbind(folded)
+    fused = fuse_patterns(folded)
     chain = output_chain(folded, output)
     reference = run_reference(model, folded, image, chain, source)
     converted = convert(model, folded, chain, source)
     scores = normalise_output(converted, folded.shapes, image, source)
     cg = CanonicalGraph(input_name=image.name, input_shape=image.shape, layout=image.layout,
                         output_name=scores.output, nodes=scores.nodes, shapes=folded.shapes, opset=model_opset(model),
-                        changes=inlined + describe_folding(folded) + scores.changes,
+                        changes=inlined + describe_folding(folded) + rewritten + fused + scores.changes,
                         source_ops=dict(Counter(n.op_type for n in model.graph.node)),
                         folded_ops=dict(folded.folded_ops), removed_ops=dict(scores.removed_ops + folded.unused_ops),
                         reference=reference_logits(model, folded, image, reference, converted.output, source))

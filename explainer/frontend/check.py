@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from explainer.errors import ExplainerError, UnsupportedOpError
+from explainer.errors import ExplainerError, UnsupportedOpError, shorten
 from explainer.frontend.canonicalise import canonicalise
 from explainer.frontend.inputs import DEFAULT_DOMAINS, detect_layout, image_input
 from explainer.onnx_io import load_model
@@ -25,22 +25,27 @@ class CheckReport:
     ops: list[tuple[str, int, str]]
     changes: list[str] = field(default_factory=list)
     error: str | None = None
+    family: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def format(self) -> str:
-        lines = [f"model: {self.source}", "inputs:"] + [f"  {i}" for i in self.inputs]
+        """The report, its one-line verdict first (the error without the source, which the next line names)."""
+        error = self.error.removeprefix(f"{self.source}: ") if self.error else None
+        lines = ["result: " + (f"cannot be explained: {error}" if error else "can be explained")]
+        lines += [f"model: {self.source}", "inputs:"] + [f"  {i}" for i in self.inputs]
         lines += ["outputs:"] + [f"  {o}" for o in self.outputs]
         lines.append(f"input layout: {self.layout or 'unknown'}")
         lines.append("ops:")
         width = max((len(op) for op, _, _ in self.ops), default=2)
         lines += [f"  {op:<{width}}  ×{count:<4} {status}" for op, count, status in self.ops]
+        if self.family:
+            lines.append(f"family: looks like {self.family}")
         if self.changes:
             lines.append("canonicalisation:")
             lines += [f"  - {c}" for c in self.changes]
-        lines.append("result: " + ("can be explained" if self.ok else f"cannot be explained: {self.error}"))
         return "\n".join(lines)
 
 
@@ -66,14 +71,12 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
         layout = detect_layout(proto, vi, tuple(d.dim_value or None for d in dims))
     except ExplainerError:
         pass
-    error, changes, folded, removed, unsupported = None, [], {}, {}, {}
+    error, changes, folded, removed, unsupported, reasons = None, [], {}, {}, {}, {}
     try:
         graph = canonicalise(proto, source, input_shape=input_shape)
         changes, folded, removed, layout = graph.changes, graph.folded_ops, graph.removed_ops, graph.layout
     except UnsupportedOpError as exc:
-        error = str(exc)
-        for name, op in exc.nodes:
-            unsupported.setdefault(op, []).append(exc.reasons.get(name, f"no converter for {op}") + f" (node '{name}')")
+        error, unsupported, reasons = str(exc), exc.by_op, exc.reasons
     except ExplainerError as exc:
         error = str(exc)
     except MemoryError:
@@ -84,7 +87,7 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
         if op in local:
             status = "model-local function (inlined)"
         elif op in unsupported:
-            status = _unsupported(unsupported[op])
+            status = _unsupported(op, unsupported[op], reasons, count)
         elif op in folded and folded[op] == count:
             status = "folded (constant/shape computation)"
         elif op in removed and removed[op] == count:
@@ -97,9 +100,56 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
             status = "UNSUPPORTED"
         ops.append((op, count, status))
     for op in sorted(set(unsupported) - set(counts)):  # ops inside model-local functions
-        ops.append((op, len(unsupported[op]), _unsupported(unsupported[op])))
-    return CheckReport(source, inputs, outputs, layout, ops, changes, error)
+        ops.append((op, len(unsupported[op]), _unsupported(op, unsupported[op], reasons, len(unsupported[op]))))
+    return CheckReport(source, inputs, outputs, layout, ops, changes, error, model_family(proto))
 
 
-def _unsupported(reasons: list[str]) -> str:
-    return "UNSUPPORTED: " + "; ".join(reasons[:3]) + (" …" if len(reasons) > 3 else "")
+def _unsupported(op: str, names: list[str], reasons: dict[str, str], count: int) -> str:
+    """The status of an op with unsupported nodes: how many (if not all of ``count``), and its first node with its
+    converter's reason, however many there are (the error names them all in ``nodes``)."""
+    share = f" ({len(names)} of {count})" if len(names) != count else ""
+    reason = shorten(reasons.get(names[0], f"no converter for {op}"), 240)
+    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+    return f"UNSUPPORTED{share}: {reason} (node '{shorten(names[0], 100)}'{more})"
+
+
+#: ops that tell what kind of network a model is (compared without their domain: com.microsoft's count too)
+_RECURRENT = ("LSTM", "GRU", "RNN")
+_DETECTION = ("NonMaxSuppression", "RoiAlign", "MaxRoiPool")
+_ATTENTION = ("Attention", "MultiHeadAttention", "GroupQueryAttention")
+_TRANSFORMER_HINTS = ("LayerNormalization", "SkipLayerNormalization", "Softmax")
+#: ops whose output depends on their input's shape only, not on its values
+_SHAPE_ONLY = ("Shape", "Size")
+
+
+def model_family(model: onnx.ModelProto) -> str | None:
+    """The kind of network ``model`` looks like from its ops, with the ops that say so (e.g. "a recurrent network
+    (LSTM)"); None for none we know of, such as the convolutional classifiers and MLPs we explain."""
+    present = {n.op_type for n in model.graph.node}
+
+    def named(candidates: tuple[str, ...]) -> list[str]:
+        return [op for op in candidates if op in present]
+
+    if named(_RECURRENT):
+        return f"a recurrent network ({', '.join(named(_RECURRENT))})"
+    if named(_DETECTION):
+        return f"a detection model ({', '.join(named(_DETECTION))})"
+    products = [f"{op} between activations" for op in _activation_products(model)]
+    if named(_ATTENTION) or products:
+        return f"a transformer ({', '.join(named(_ATTENTION) + named(_TRANSFORMER_HINTS) + products)})"
+    return None
+
+
+def _activation_products(model: onnx.ModelProto) -> list[str]:
+    """The ops (MatMul, Einsum) of nodes that multiply two tensors computed from the input, as attention does
+    (queries by keys, weights by values), unlike a layer, whose second operand is a weight."""
+    inits = {t.name for t in model.graph.initializer}
+    data = {i.name for i in model.graph.input if i.name not in inits}
+    found: list[str] = []
+    for node in model.graph.node:
+        operands = [name for name in node.input if name in data]
+        if operands and node.op_type not in _SHAPE_ONLY:
+            data.update(node.output)
+        if node.op_type in ("MatMul", "Einsum") and len(operands) >= 2 and node.op_type not in found:
+            found.append(node.op_type)
+    return found

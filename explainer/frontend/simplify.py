@@ -17,13 +17,15 @@ def _remove_dead(cg: CanonicalGraph) -> None:
     cg.nodes = list(reversed(keep))
 
 
-def _per_channel(arr: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray | None:
-    """``arr`` as a [C] vector if it broadcasts along axis 1 only of a tensor of ``out_shape``."""
-    rank, channels = len(out_shape), out_shape[1]
+def _per_channel(arr: np.ndarray, out_shape: tuple[int, ...], axis: int) -> np.ndarray | None:
+    """``arr`` as a [C] vector if it broadcasts along ``axis`` only of a tensor of ``out_shape``."""
+    rank = len(out_shape)
+    axis %= rank
+    channels = out_shape[axis]
     if arr.ndim > rank:
         return None
     full = (1,) * (rank - arr.ndim) + arr.shape
-    if any(d != 1 for i, d in enumerate(full) if i != 1) or full[1] not in (1, channels):
+    if any(d != 1 for i, d in enumerate(full) if i != axis) or full[axis] not in (1, channels):
         return None
     return np.broadcast_to(arr.reshape(-1), (channels,)).astype(np.float32)
 
@@ -55,8 +57,9 @@ def _fold_into_linear(cg: CanonicalGraph, node: CNode, producers, consumers, rem
             or prev.output == cg.output_name:
         return None
     shape = cg.shapes[prev.output]
-    scale = _per_channel(node.params["scale"], shape)
-    shift = _per_channel(node.params["shift"], shape)
+    axis = 1 if prev.op == "Conv" else -1  # a Dense layer's features are its last axis (tokens before them)
+    scale = _per_channel(node.params["scale"], shape, axis)
+    shift = _per_channel(node.params["shift"], shape, axis)
     if scale is None or shift is None:
         return None
     w = prev.params["W"]

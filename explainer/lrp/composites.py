@@ -24,6 +24,7 @@ import numpy as np
 from explainer.errors import InputError
 from explainer.lrp.rules import (
     AlphaBeta,
+    ConstantWeights,
     DeconvNet,
     Epsilon,
     Flat,
@@ -35,6 +36,9 @@ from explainer.lrp.rules import (
     Norm,
     Pass,
     Rule,
+    SoftmaxTaylor,
+    Stop,
+    Uniform,
     Vocabulary,
     ZBox,
     ZPlus,
@@ -58,6 +62,9 @@ class LayerKind(Vocabulary):
     MUL = "mul"
     AFFINE = "affine"
     LRN = "lrn"
+    LAYERNORM = "layernorm"
+    SOFTMAX = "softmax"  #: a softmax inside the network (attention weights)
+    PRODUCT = "product"  #: a product of two activations (MatMul/Einsum of attention, element-wise Mul)
     STRUCTURAL = "structural"  #: reshapes, transposes, pads, concatenations: they only route relevance
 
 
@@ -188,7 +195,8 @@ class Composite:
         """The largest stabiliser (ε included) of its rules that divide: what absorbs relevance on its way to the
         input (0 when none does)."""
         return max((float(r.stabiliser) for _, r in self.rules
-                    if isinstance(r, Norm) or (isinstance(r, LinearRule) and r.normalise)), default=0.0)
+                    if isinstance(r, (Norm, Uniform, ConstantWeights)) or (isinstance(r, LinearRule) and r.normalise)),
+                   default=0.0)
 
     @property
     def needs_bounds(self) -> bool:
@@ -253,8 +261,12 @@ def _pairs(pairs: Any, what: str) -> list[tuple[Predicate, Any]]:
 
 
 def _lrp_base(stabiliser: float = 1e-6) -> list[tuple[Predicate, Rule]]:
-    """What every LRP composite does outside conv/dense layers (Zennit's layer_map_base)."""
-    return [(kind("activation", "affine", "lrn", "mul"), Pass()), (kind("avgpool", "add"), Norm(stabiliser))]
+    """What every LRP composite does outside conv/dense layers: Zennit's layer_map_base, and AttnLRP's rules for the
+    transformer layers Zennit has none for (LayerNorm with its scale held constant, the softmax's Taylor rule, the
+    uniform split of a product of two activations)."""
+    return [(kind("activation", "affine", "lrn", "mul"), Pass()),
+            (kind("avgpool", "add", "layernorm"), Norm(stabiliser)),
+            (kind("softmax"), SoftmaxTaylor()), (kind("product"), Uniform(stabiliser))]
 
 
 def gradient() -> Composite:
@@ -334,6 +346,29 @@ def sr_paper(stabiliser: float = 1e-9) -> Composite:
                      params={"stabiliser": stabiliser})
 
 
+def attn_lrp(epsilon: float = 1e-6) -> Composite:
+    """AttnLRP (Achtibat et al. 2024): ε on linear layers (also the patch embedding and constant shifts such as
+    position embeddings, which keep their share), LayerNorm with its scale held constant, the softmax's Taylor rule,
+    products of two activations split uniformly, the identity rule on element-wise non-linearities."""
+    return Composite("attn-lrp", [(kind("conv", "dense", "affine"), Epsilon(epsilon)),
+                                  (kind("mul", "product"), Uniform(epsilon)),
+                                  (kind("avgpool", "add", "layernorm"), Norm(epsilon)),
+                                  (kind("softmax"), SoftmaxTaylor()), (kind("activation", "lrn"), Pass())],
+                     description="AttnLRP: linear ε, LayerNorm identity, softmax Taylor, uniform products",
+                     params={"epsilon": epsilon})
+
+
+def cp_lrp(epsilon: float = 1e-6) -> Composite:
+    """CP-LRP (Ali et al. 2022): as AttnLRP, but the attention weights are constants, so no relevance flows through
+    the softmax and a product with attention weights gives all its relevance to the values; gates are constants."""
+    return Composite("cp-lrp", [(kind("conv", "dense", "affine"), Epsilon(epsilon)),
+                                (kind("product"), ConstantWeights(epsilon)),
+                                (kind("avgpool", "add", "layernorm"), Norm(epsilon)),
+                                (kind("softmax"), Stop()), (kind("activation", "lrn", "mul"), Pass())],
+                     description="CP-LRP: AttnLRP with constant attention weights (no relevance through softmax)",
+                     params={"epsilon": epsilon})
+
+
 METHODS: dict[str, Callable[..., Composite]] = {
     "gradient": gradient,
     "gradient-x-input": gradient_x_input,
@@ -347,7 +382,21 @@ METHODS: dict[str, Callable[..., Composite]] = {
     "epsilon-alpha2-beta1": epsilon_alpha2_beta1,
     "epsilon-alpha2-beta1-flat": epsilon_alpha2_beta1_flat,
     "sr-paper": sr_paper,
+    "attn-lrp": attn_lrp,
+    "cp-lrp": cp_lrp,
 }
+
+
+#: the method name that picks a model family's default (``default_method``)
+AUTO = "auto"
+#: layer kinds that make a model a transformer to ``default_method``
+TRANSFORMER_KINDS = (LayerKind.LAYERNORM, LayerKind.SOFTMAX, LayerKind.PRODUCT)
+
+
+def default_method(kinds: set[LayerKind | None]) -> str:
+    """The method ``auto`` stands for, by the layer kinds a model has: AttnLRP for transformers (attention, LayerNorm,
+    products of activations), where Zennit's CNN composites have no rule of their own; epsilon-plus-flat otherwise."""
+    return "attn-lrp" if any(k in kinds for k in TRANSFORMER_KINDS) else "epsilon-plus-flat"
 
 
 def method_parameters(method: str) -> tuple[str, ...]:

@@ -11,8 +11,9 @@ with the same parameter and bias conventions as Zennit. Parameter modifications 
 compared by value (``gamma_mod(0.25, POSITIVE)`` twice is one modification); a user's own function is wrapped into one.
 
 Non-linear layers take one of the element-wise rules ``Pass``, ``Gradient``, ``Norm``, ``DeconvNet``,
-``GuidedBackprop``. ``Epsilon``, ``ZPlus``, ``Gamma`` … are factory functions returning a ``LinearRule`` (check
-``isinstance(rule, LinearRule)``, never against a factory).
+``GuidedBackprop``; transformer layers the AttnLRP/CP-LRP rules ``Uniform`` and ``ConstantWeights`` (products of
+two activations), ``SoftmaxTaylor`` and ``Stop`` (softmax). ``Epsilon``, ``ZPlus``, ``Gamma`` … are factory functions
+returning a ``LinearRule`` (check ``isinstance(rule, LinearRule)``, never against a factory).
 """
 from __future__ import annotations
 
@@ -390,13 +391,55 @@ class GuidedBackprop(Rule):
     name: ClassVar[str] = "guided-backprop"
 
 
+@dataclass(frozen=True)
+class Uniform(Rule):
+    """AttnLRP's rule for a product of two activations (MatMul, Einsum, element-wise Mul; Achtibat et al. 2024, Eq. 7):
+    each factor gets half of the ε-LRP relevance it would get with the other factor held constant,
+    R_a = ½ a ⊙ ∂z/∂aᵀ (R / stab(z)), so that the two shares sum to R where z has no constant part."""
+
+    stabiliser: float = 1e-6
+    name: ClassVar[str] = "uniform"
+
+    def __post_init__(self) -> None:
+        check_number("stabiliser", self.stabiliser, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class ConstantWeights(Rule):
+    """CP-LRP (Ali et al. 2022) for attention: the attention weights are constants, so their product with the values
+    is a linear layer (ε-LRP) and all relevance goes to the values; products without attention weights fall back to
+    ``Uniform``."""
+
+    stabiliser: float = 1e-6
+    name: ClassVar[str] = "constant-weights"
+
+    def __post_init__(self) -> None:
+        check_number("stabiliser", self.stabiliser, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class SoftmaxTaylor(Rule):
+    """AttnLRP's softmax rule (Achtibat et al. 2024, Prop. 3.3): R_x = x ⊙ (R_y − y ⊙ Σ R_y), the first-order Taylor
+    decomposition at x; it equals gradient × input of the softmax for the relevance's own gradient."""
+
+    name: ClassVar[str] = "softmax-taylor"
+
+
+@dataclass(frozen=True)
+class Stop(Rule):
+    """No relevance flows to the layer's input (CP-LRP's softmax: the attention weights are constants)."""
+
+    name: ClassVar[str] = "stop"
+
+
 RULE_FACTORIES: dict[str, Callable[..., Rule]] = {
     "lrp-0": LRP0, "lrp0": LRP0, "zero": LRP0,
     "epsilon": Epsilon, "gamma": Gamma, "alpha-beta": AlphaBeta, "alphabeta": AlphaBeta,
     "alpha2-beta1": functools.partial(AlphaBeta, 2.0, 1.0), "alpha1-beta0": functools.partial(AlphaBeta, 1.0, 0.0),
     "zplus": ZPlus, "z+": ZPlus, "zbox": ZBox, "zb": ZBox, "flat": Flat, "w-square": WSquare, "wsquare": WSquare,
     "gradient": lambda: Gradient(), "pass": Pass, "norm": Norm, "deconvnet": DeconvNet,
-    "guided-backprop": GuidedBackprop,
+    "guided-backprop": GuidedBackprop, "uniform": Uniform, "constant-weights": ConstantWeights,
+    "softmax-taylor": SoftmaxTaylor, "stop": Stop,
 }
 
 def parameters(factory: Callable[..., Any]) -> tuple[str, ...]:

@@ -5,7 +5,9 @@ kind composites see. Adding an op is its module plus its line in ``REGISTERED`` 
 ``REGISTERED`` is also the dispatch order: an ONNX op type claimed by several ops is tried in this order, and the
 first whose converter does not raise ``NotSupported`` wins (Add: Affine with a constant operand, then a residual Add;
 Mul: Affine with a constant operand, then swish/hard-swish Activation x·sigmoid(x), then a gated product
-x·sigmoid(y), which would also match swish). Ops that only vanish (``aliases.py``) claim last.
+x·sigmoid(y), which would also match swish, then any other Product of two activations; MatMul: Dense with a constant
+weight, then a MatMul of two activations; ReduceMean: GlobalAveragePool over the spatial axes, then Reduce). Ops that
+only vanish (``aliases.py``) claim last: a final Softmax, which the Softmax op refuses.
 """
 from __future__ import annotations
 
@@ -18,11 +20,15 @@ from explainer.ops import (
     conv,
     dense,
     gated_mul,
+    layernorm,
     lrn,
+    matmul,
     maxpool,
     pad,
+    product,
     reshape,
     slice,
+    softmax,
     transpose,
 )
 from explainer.ops.aliases import ALIASES
@@ -37,7 +43,10 @@ REGISTERED: tuple[type[Op], ...] = (
     maxpool.MaxPool,
     avgpool.AveragePool,
     avgpool.GlobalAveragePool,
+    avgpool.Reduce,
     lrn.LRN,
+    layernorm.LayerNorm,
+    softmax.Softmax,
     reshape.Reshape,
     transpose.Transpose,
     pad.Pad,
@@ -45,6 +54,8 @@ REGISTERED: tuple[type[Op], ...] = (
     concat.Concat,
     add.Add,
     gated_mul.GatedMul,
+    product.Product,
+    matmul.MatMul,
 )
 
 #: canonical op name -> op, in dispatch order

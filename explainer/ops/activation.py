@@ -1,12 +1,18 @@
 """Element-wise activations (``attrs['kind']``: relu, leakyrelu, prelu, clip, sigmoid, tanh, softplus, softsign,
-elu, selu, hardsigmoid, hardswish, swish), from their ONNX ops and from the products x·sigmoid(x) (swish) and
-x·hardsigmoid(x) (hard-swish).
+elu, selu, hardsigmoid, hardswish, swish, gelu, mish, erf, sqrt, exp, pow), from their ONNX ops, from the products
+x·sigmoid(x) (swish) and x·hardsigmoid(x) (hard-swish), and from the decomposed forms ``frontend/patterns.py`` fuses
+(GELU, Mish, hard-sigmoid, hard-swish). ``gelu`` has ``approximate`` ('none' or 'tanh'), ``pow`` a constant scalar
+``exponent`` (the base is the data input).
 
-LRP passes relevance through activations unchanged; the gradient uses each activation's exact derivative, written
-with ONNX ops from the forward input x and output y; DeconvNet and guided backprop rectify the signal. The output is
-never negative for relu, sigmoid, softplus, hardsigmoid and clips with a lower bound >= 0; zB bounds stop here."""
+LRP passes relevance through activations unchanged (the identity rule, AttnLRP's rule for element-wise
+non-linearities); the gradient uses each activation's exact derivative, written with ONNX ops from the forward input x
+and output y; DeconvNet and guided backprop rectify the signal. Gelu (opset 20) and Mish (opset 18) are written out
+with Erf/Tanh/Softplus in graphs emitted at an older opset. The output is never negative for relu, sigmoid, softplus,
+hardsigmoid, sqrt, exp, pow with an even integer exponent and clips with a lower bound >= 0, nor for gelu, mish, erf
+and pow where the input is not; zB bounds stop here."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,8 +28,14 @@ from explainer.relevance.context import EmitContext, unsupported_rule
 
 _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus", "Elu": "elu",
                 "LeakyRelu": "leakyrelu", "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish", "Selu": "selu",
-                "Softsign": "softsign"}
-_NONNEGATIVE = ("relu", "sigmoid", "softplus", "hardsigmoid")
+                "Softsign": "softsign", "Gelu": "gelu", "Mish": "mish", "Erf": "erf", "Sqrt": "sqrt", "Exp": "exp"}
+_NONNEGATIVE = ("relu", "sigmoid", "softplus", "hardsigmoid", "sqrt", "exp")
+#: activations emitted as the ONNX op of their capitalised name, without attributes
+_UNARY = ("sigmoid", "tanh", "softplus", "softsign", "erf", "sqrt", "exp")
+#: activations whose output is not negative where their input is not
+_SIGN_KEEPING = ("gelu", "mish", "erf", "pow")
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_GELU_CUBIC = 0.044715
 
 
 def convert_activation(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
@@ -40,7 +52,22 @@ def convert_activation(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]
     elif kind == "hardsigmoid":
         attrs["alpha"] = float(attr(node, "alpha", 0.2))
         attrs["beta"] = float(attr(node, "beta", 0.5))
+    elif kind == "gelu":
+        attrs["approximate"] = attr(node, "approximate", "none")
+        if attrs["approximate"] not in ("none", "tanh"):
+            raise NotSupported(f"Gelu with approximate='{attrs['approximate']}'")
     return [cnode("Activation", node, [x], **attrs)]
+
+
+def convert_pow(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    """x ** p with data x and a constant scalar p."""
+    x = node.input[0]
+    if not ctx.is_data(x):
+        raise NotSupported("the base is constant")
+    exponent = ctx.value(node.input[1], "the exponent")
+    if exponent.size != 1 or exponent.ndim > len(ctx.shape(x)):
+        raise NotSupported(f"the exponent has shape {list(exponent.shape)}; only a scalar exponent is supported")
+    return [cnode("Activation", node, [x], kind="pow", exponent=float(exponent.reshape(-1)[0]))]
 
 
 def convert_prelu(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
@@ -86,8 +113,16 @@ def _forward(ctx: EmitContext, node: CNode) -> None:
         b.op("PRelu", [x, ctx.weight(node, "slope", node.params["slope"])], out_names=out)
     elif kind == "clip":
         b.op("Clip", [x, b.const(max(a["min"], -3.4e38)), b.const(min(a["max"], 3.4e38))], out_names=out)
-    elif kind in ("sigmoid", "tanh", "softplus", "softsign"):
+    elif kind in _UNARY or (kind == "mish" and ctx.opset >= 18):
         b.op(kind.capitalize(), [x], out_names=out)
+    elif kind == "mish":
+        b.op("Mul", [x, b.op("Tanh", [b.op("Softplus", [x])])], out_names=out)
+    elif kind == "gelu" and ctx.opset >= 20:
+        b.op("Gelu", [x], out_names=out, approximate=a["approximate"])
+    elif kind == "gelu":
+        b.op("Mul", [b.mul(x, b.const(0.5)), b.add(b.const(1.0), _gelu_inner(ctx, node))], out_names=out)
+    elif kind == "pow":
+        b.op("Pow", [x, b.const(a["exponent"])], out_names=out)
     elif kind == "elu":
         b.op("Elu", [x], out_names=out, alpha=a["alpha"])
     elif kind == "selu":
@@ -100,6 +135,15 @@ def _forward(ctx: EmitContext, node: CNode) -> None:
         b.op("Mul", [x, b.op("Sigmoid", [x], f"{node.name}_sig")], out_names=out)
     else:
         raise ValueError(f"unknown activation kind '{kind}'")
+
+
+def _gelu_inner(ctx: EmitContext, node: CNode) -> str:
+    """erf(x/√2), or tanh(√(2/π)·(x + 0.044715·x³)) for the tanh approximation."""
+    b, x = ctx.b, node.inputs[0]
+    if node.attrs["approximate"] == "none":
+        return b.op("Erf", [b.mul(x, b.const(1 / math.sqrt(2)))])
+    cubic = b.mul(b.mul(x, b.mul(x, x)), b.const(_GELU_CUBIC))
+    return b.op("Tanh", [b.mul(b.add(x, cubic), b.const(_SQRT_2_OVER_PI))])
 
 
 def derivative(ctx: EmitContext, node: CNode) -> str:
@@ -147,6 +191,32 @@ def derivative(ctx: EmitContext, node: CNode) -> str:
     if kind == "swish":
         s = b.op("Sigmoid", [x])
         return b.add(s, b.mul(b.mul(x, s), b.sub(one, s)), "dswish")
+    if kind == "gelu" and a["approximate"] == "none":
+        # Φ(x) + x·φ(x)
+        cdf = b.mul(b.add(one, _gelu_inner(ctx, node)), b.const(0.5))
+        pdf = b.mul(b.op("Exp", [b.mul(b.mul(x, x), b.const(-0.5))]), b.const(1 / math.sqrt(2 * math.pi)))
+        return b.add(cdf, b.mul(x, pdf), "dgelu")
+    if kind == "gelu":
+        # with t = tanh(u), u = √(2/π)·(x + 0.044715·x³): ½(1 + t) + ½x·(1 − t²)·u'
+        t = _gelu_inner(ctx, node)
+        du = b.mul(b.add(one, b.mul(b.mul(x, x), b.const(3 * _GELU_CUBIC))), b.const(_SQRT_2_OVER_PI))
+        return b.add(b.mul(b.add(one, t), b.const(0.5)),
+                     b.mul(b.mul(b.mul(x, b.const(0.5)), b.sub(one, b.mul(t, t))), du), "dgelu")
+    if kind == "mish":
+        # with t = tanh(softplus(x)): t + x·(1 − t²)·sigmoid(x)
+        t = b.op("Tanh", [b.op("Softplus", [x])])
+        return b.add(t, b.mul(b.mul(x, b.sub(one, b.mul(t, t))), b.op("Sigmoid", [x])), "dmish")
+    if kind == "erf":
+        return b.mul(b.op("Exp", [b.op("Neg", [b.mul(x, x)])]), b.const(2 / math.sqrt(math.pi)), "derf")
+    if kind == "sqrt":
+        return b.div(b.const(0.5), y, "dsqrt")
+    if kind == "exp":
+        return y
+    if kind == "pow":
+        p = a["exponent"]
+        if p == 0:
+            return b.mul(x, zero, "dpow")
+        return b.mul(b.op("Pow", [x, b.const(p - 1)]), b.const(p), "dpow")
     raise ValueError(f"no derivative for activation kind '{kind}'")
 
 
@@ -156,7 +226,7 @@ class Activation(Op):
 
     def converters(self) -> Mapping[str, Converter]:
         return {**{op: convert_activation for op in _ACTIVATIONS}, "PRelu": convert_prelu, "Clip": convert_clip,
-                "Mul": convert_self_gated}
+                "Pow": convert_pow, "Mul": convert_self_gated}
 
     def forward(self, ctx: EmitContext, node: CNode) -> None:
         _forward(ctx, node)
@@ -176,8 +246,10 @@ class Activation(Op):
         raise unsupported_rule(node, rule)
 
     def output_nonnegative(self, node: CNode, inputs_nonnegative: Sequence[bool]) -> bool:
-        kind = node.attrs["kind"]
-        return kind in _NONNEGATIVE or (kind == "clip" and node.attrs["min"] >= 0)
+        kind, a = node.attrs["kind"], node.attrs
+        even_power = kind == "pow" and a["exponent"] % 2 == 0
+        return kind in _NONNEGATIVE or (kind == "clip" and a["min"] >= 0) or even_power \
+            or (kind in _SIGN_KEEPING and inputs_nonnegative[0])
 
     def propagate_bounds(self, node: CNode, low: np.ndarray, high: np.ndarray) -> Bounds | None:
         return None

@@ -1,7 +1,8 @@
-"""Affine: element-wise y = x ⊙ scale + shift with constant, broadcastable scale and shift (an unfolded BatchNorm,
-input normalisation, Add/Sub/Mul/Div with a constant operand). Pass-through for LRP (as Zennit treats BatchNorm),
-chain rule for the gradient, or a stabilised Norm/ε rule if a composite asks for one. zB bounds pass through it
-(mapped by the affine map, swapped where the scale is negative)."""
+"""Affine: element-wise y = x ⊙ scale + shift with constant, broadcastable scale and shift (an unfolded BatchNorm, input
+normalisation, Add/Sub/Mul/Div with a constant operand). Pass-through for LRP (as Zennit treats BatchNorm), chain
+rule for the gradient, or a stabilised Norm/ε rule if a composite asks for one (AttnLRP does), where a shift that
+varies along more than one axis (a position embedding) keeps its share, which the relevance graph reports. zB bounds
+pass through it (mapped by the affine map, swapped where the scale is negative)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -92,6 +93,9 @@ class Affine(Op):
             return [ctx.reduce_to(b.mul(r, scale), out_shape, ctx.shape(x), f"{node.name}_rin")]
         if isinstance(rule, (Norm, LinearRule)):
             g = b.div(r, b.stabilise(node.output, rule.stabiliser, f"{node.name}_den"))
+            shift = node.params["shift"]
+            if sum(d > 1 for d in shift.shape) > 1:  # varies along more than one axis: a position embedding
+                ctx.absorb(f"constant added by '{node.name}'", b.mul(ctx.weight(node, "shift", shift), g))
             return [ctx.reduce_to(b.mul(b.mul(x, scale), g), out_shape, ctx.shape(x), f"{node.name}_rin")]
         raise unsupported_rule(node, rule)
 

@@ -1,5 +1,6 @@
-"""Average pooling: AveragePool (from AveragePool) and GlobalAveragePool (from GlobalAveragePool and a ReduceMean
-over the spatial axes).
+"""Average pooling: AveragePool (from AveragePool), GlobalAveragePool (from GlobalAveragePool and a ReduceMean
+over the spatial axes) and Reduce (ReduceMean/ReduceSum over any other non-batch axes with constant axes: mean-pooled
+tokens, summed features).
 
 Average pooling is linear: its transposed product is a depthwise ConvTranspose with a ones kernel on the signal
 divided by each window's divisor; it takes the Norm rule (R_in = a ⊙ Tᵀ(R / stab(z))) or the plain gradient. The
@@ -60,6 +61,32 @@ def convert_reduce_mean(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode
     ctx.shapes[pooled] = ctx.shape(x)[:2] + (1,) * (rank - 2)
     return [cnode("GlobalAveragePool", node, [x], output=pooled),
             cnode("Reshape", node, [pooled], shape=[-1, ctx.shape(x)[1]])]
+
+
+def _reduce_axes(ctx: ConvertContext, node: onnx.NodeProto, rank: int) -> list[int]:
+    """The axes a Reduce* node reduces (attribute before opset 18, input after; none given: all)."""
+    axes = attr(node, "axes", None)
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = ctx.value(node.input[1], "axes").reshape(-1).tolist()
+    if axes is None or len(axes) == 0:
+        if attr(node, "noop_with_empty_axes", 0):
+            return []
+        return list(range(rank))
+    return sorted(int(a) % rank for a in axes)
+
+
+def convert_reduce(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    x = node.input[0]
+    if not ctx.is_data(x):
+        raise NotSupported("the reduced input is constant")
+    rank = len(ctx.shape(x))
+    axes = _reduce_axes(ctx, node, rank)
+    if 0 in axes:
+        raise NotSupported(f"{node.op_type} over the batch axis")
+    if not axes:
+        raise NotSupported(f"{node.op_type} over no axes")
+    return [cnode("Reduce", node, [x], axes=axes, keepdims=int(attr(node, "keepdims", 1)),
+                  mean=node.op_type == "ReduceMean")]
 
 
 def average_pool_divisor(attrs: dict, in_spatial: Sequence[int], out_spatial: Sequence[int]) -> np.ndarray:
@@ -169,4 +196,31 @@ class GlobalAveragePool(_Pooling):
         eps = _stabiliser(node, rule)
         g = r if eps is None else b.div(r, b.stabilise(node.output, eps, f"{node.name}_den"), f"{node.name}_s")
         spread = b.op("Expand", [b.mul(g, b.const(1.0 / area)), ctx.shape_of(x)], f"{node.name}_spread")
+        return [spread if eps is None else b.mul(x, spread, f"{node.name}_rin")]
+
+
+class Reduce(_Pooling):
+    name = "Reduce"
+
+    def converters(self) -> Mapping[str, Converter]:
+        return {"ReduceMean": convert_reduce, "ReduceSum": convert_reduce}
+
+    def forward(self, ctx: EmitContext, node: CNode) -> None:
+        kept = ctx.reduce("ReduceMean" if node.attrs["mean"] else "ReduceSum", node.inputs[0], node.attrs["axes"],
+                          f"{node.name}_kept")
+        if node.attrs["keepdims"]:
+            ctx.b.op("Identity", [kept], out_names=[node.output])
+        else:
+            ctx.b.op("Reshape", [kept, ctx.b.ints([-1, *ctx.shape(node.output)[1:]])], out_names=[node.output])
+
+    def backward(self, ctx: EmitContext, node: CNode, rule: Rule, r: str) -> list[str | None]:
+        b = ctx.b
+        x = node.inputs[0]
+        shape = ctx.shape(x)
+        eps = _stabiliser(node, rule)
+        g = r if eps is None else b.div(r, b.stabilise(node.output, eps, f"{node.name}_den"), f"{node.name}_s")
+        if node.attrs["mean"]:
+            g = b.mul(g, b.const(1.0 / float(np.prod([shape[a] for a in node.attrs["axes"]]))))
+        kept = [-1] + [1 if a in node.attrs["axes"] else d for a, d in enumerate(shape) if a]
+        spread = b.op("Expand", [b.op("Reshape", [g, b.ints(kept)]), ctx.shape_of(x)], f"{node.name}_spread")
         return [spread if eps is None else b.mul(x, spread, f"{node.name}_rin")]

@@ -1,6 +1,7 @@
 """Concat (from a Concat off the batch axis of data tensors and constant pieces; ``pieces`` holds an input index or a
 constant array per piece; a single data piece is an alias): relevance is split back to the data pieces whatever the
-rule (constant pieces keep theirs). The output is never negative where every piece is not; zB bounds stop here."""
+rule; constant pieces (a ViT's class token) keep theirs, which the relevance graph reports (``EmitContext.absorb``).
+The output is never negative where every piece is not; zB bounds stop here."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,9 @@ class Concat(Op):
         parts = ctx.b.op("Split", [r, ctx.b.ints(sizes)], f"{node.name}_split", outputs=len(sizes),
                          axis=node.attrs["axis"])
         parts = parts if isinstance(parts, list) else [parts]
+        for part, piece in zip(parts, node.attrs["pieces"]):
+            if not isinstance(piece, int):
+                ctx.absorb(f"constant token(s) of Concat '{node.name}'", part)
         return [part for part, piece in zip(parts, node.attrs["pieces"]) if isinstance(piece, int)]
 
     def output_nonnegative(self, node: CNode, inputs_nonnegative: Sequence[bool]) -> bool:

@@ -1,6 +1,6 @@
-"""Dense: ONNX Gemm and MatMul with a constant weight become canonical Dense on [N, in] (W [in, out], B [out]; the
-bias a following Add contributes is folded in by ``frontend/simplify.py``); relevance by the layer's LinearRule,
-whose transposed product is a Gemm with the transposed weight."""
+"""Dense: ONNX Gemm and MatMul with a constant weight become canonical Dense on [N, in] or, for token sequences,
+[N, ..., in] (W [in, out], B [out]; the bias a following Add contributes is folded in by ``frontend/simplify.py``);
+relevance by the layer's LinearRule, whose transposed product is a Gemm with the transposed weight."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -32,10 +32,11 @@ def convert_gemm(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
 def convert_matmul(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     a, bname = node.input[0], node.input[1]
     if not ctx.is_data(a) or not ctx.is_const(bname):
-        raise NotSupported("only MatMul(data, constant weight) is supported")
+        raise NotSupported("a MatMul with a constant weight needs the weight second (MatMul(data, W))")
     w = ctx.value(bname, "the weight").astype(np.float32)
-    if len(ctx.shape(a)) != 2 or w.ndim != 2:
-        raise NotSupported(f"MatMul on a rank-{len(ctx.shape(a))} input; only [N, features] x [in, out] is supported")
+    if len(ctx.shape(a)) < 2 or w.ndim != 2:
+        raise NotSupported(f"MatMul of a rank-{len(ctx.shape(a))} input with a rank-{w.ndim} weight; only "
+                           "[N, ..., features] x [in, out] is a dense layer")
     return [cnode("Dense", node, [a], params={"W": w, "B": np.zeros(w.shape[1], np.float32)})]
 
 
@@ -47,9 +48,20 @@ class Dense(LinearLayer):
         return {"Gemm": convert_gemm, "MatMul": convert_matmul}
 
     def apply(self, ctx: EmitContext, node: CNode, x: str, w: str, b: str | None, out: str | None = None) -> str:
+        names = [out] if out else None
         if b is None:
-            return ctx.b.op("MatMul", [x, w], f"{node.name}_mm", out_names=[out] if out else None)
-        return ctx.b.op("Gemm", [x, w, b], f"{node.name}_gemm", out_names=[out] if out else None)
+            return ctx.b.op("MatMul", [x, w], f"{node.name}_mm", out_names=names)
+        if len(ctx.shape(node.inputs[0])) == 2:
+            return ctx.b.op("Gemm", [x, w, b], f"{node.name}_gemm", out_names=names)
+        return ctx.b.op("Add", [ctx.b.op("MatMul", [x, w], f"{node.name}_mm"), b], f"{node.name}_dense",
+                        out_names=names)
 
     def transpose(self, ctx: EmitContext, node: CNode, g: str, w_key: str, w: np.ndarray) -> str:
-        return ctx.b.op("Gemm", [g, ctx.weight(node, w_key, w)], f"{node.name}_mmT", transB=1)
+        """Gemm with the stored weight transposed (tokens [N, T, out] are flattened to rows and back, so that no
+        transposed copy of the weight is stored)."""
+        x = node.inputs[0]
+        if len(ctx.shape(x)) == 2:
+            return ctx.b.op("Gemm", [g, ctx.weight(node, w_key, w)], f"{node.name}_mmT", transB=1)
+        rows = ctx.b.op("Reshape", [g, ctx.b.ints([-1, w.shape[1]])], f"{node.name}_rows")
+        back = ctx.b.op("Gemm", [rows, ctx.weight(node, w_key, w)], f"{node.name}_mmT", transB=1)
+        return ctx.reshape_to(back, x, f"{node.name}_tokens")

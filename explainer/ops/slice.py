@@ -1,5 +1,7 @@
-"""Slice (from a unit-step Slice that keeps the batch axis whole; selecting everything is an alias): relevance is
-zero-padded back whatever the rule. The output is never negative where the input is not; zB bounds stop here."""
+"""Slice (from a unit-step Slice that keeps the batch axis whole, selecting everything being an alias; from each output
+of a Split off the batch axis — attention heads, q/k/v — and from a Gather of one constant index off the batch axis —
+the class token x[:, 0] — followed by a Reshape dropping that axis): relevance is zero-padded back whatever the rule.
+The output is never negative where the input is not; zB bounds stop here."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -43,12 +45,54 @@ def convert_slice(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode] | Al
     return [cnode("Slice", node, [x], begin=begin, end=end)]
 
 
+def convert_split(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    x = node.input[0]
+    shape = ctx.shape(x)
+    axis = int(attr(node, "axis", 0)) % len(shape)
+    if axis == 0:
+        raise NotSupported("a Split along the batch axis")
+    sizes = [ctx.shape(out)[axis] for out in node.output]
+    nodes, start = [], 0
+    for out, size in zip(node.output, sizes):
+        begin, end = [0] * len(shape), list(shape)
+        begin[axis], end[axis] = start, start + size
+        start += size
+        if out:
+            nodes.append(cnode("Slice", node, [x], output=out, begin=begin, end=end))
+    return nodes
+
+
+def convert_gather(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    x = node.input[0]
+    if not ctx.is_data(x) or ctx.is_data(node.input[1]):
+        raise NotSupported("only a Gather of constant indices from a non-constant tensor is supported")
+    shape = ctx.shape(x)
+    axis = int(attr(node, "axis", 0)) % len(shape)
+    index = ctx.value(node.input[1], "the indices")
+    if axis == 0:
+        raise NotSupported("a Gather along the batch axis")
+    if index.size != 1:
+        raise NotSupported(f"a Gather of {index.size} indices; only one index (a class token) is supported")
+    i = int(index.reshape(-1)[0]) % shape[axis]
+    begin, end = [0] * len(shape), list(shape)
+    begin[axis], end[axis] = i, i + 1
+    out = node.output[0]
+    out_shape = ctx.shape(out)
+    if index.ndim == 1:
+        return [cnode("Slice", node, [x], begin=begin, end=end)]
+    picked = out + "__picked"
+    ctx.shapes[picked] = tuple(end[a] - begin[a] for a in range(len(shape)))
+    return [cnode("Slice", node, [x], output=picked, begin=begin, end=end),
+            cnode("Reshape", node, [picked], shape=[-1, *out_shape[1:]])]
+
+
 class Slice(Op):
     name = "Slice"
     kind = None
+    also_emits = ("Reshape",)
 
     def converters(self) -> Mapping[str, Converter]:
-        return {"Slice": convert_slice}
+        return {"Slice": convert_slice, "Split": convert_split, "Gather": convert_gather}
 
     def forward(self, ctx: EmitContext, node: CNode) -> None:
         b = ctx.b

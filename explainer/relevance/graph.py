@@ -2,11 +2,14 @@
 
 This module only assembles: each node's forward and backward nodes come from its op (``explainer.ops``), each node's
 rule from the composite (``lrp/composites.py``), signs, layer kinds and bounds from ``analysis.py``. Interface of the
-result: inputs = the model's input and ``target`` (int64 [N]); outputs = ``logits`` [N, classes] and ``relevance``
-(same shape as the input). Both graphs are emitted at the model's own opset, at least ``MIN_OPSET``.
+result: inputs = the model's input and ``target`` (int64 [N]); outputs = ``logits`` [N, classes], ``relevance``
+(same shape as the input) and, where constant inputs keep some (class tokens, position embeddings), ``absorbed``
+[N, K], labelled by the JSON list in the metadata entry ``explainer.absorbed``. Both graphs are emitted at the
+model's own opset, at least ``MIN_OPSET``.
 """
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -21,13 +24,13 @@ from explainer.ops import OPS
 from explainer.relevance.analysis import layer_info, nonnegative, propagate_bounds
 from explainer.relevance.bounds import expand_bounds
 from explainer.relevance.builder import GraphBuilder
-from explainer.relevance.context import EmitContext
+from explainer.relevance.context import MIN_OPSET, EmitContext, output_opset
 
-#: the oldest opset the emitted graphs use (ScatterElements with reduction, Split sizes as an input, ...)
-MIN_OPSET = 17
 TARGET = "target"
 LOGITS = "logits"
 RELEVANCE = "relevance"
+#: per-sample relevance kept by constant inputs (class tokens, position embeddings), one column per metadata label
+ABSORBED = "absorbed"
 #: the batch axis of every emitted graph: dynamic (canonical graphs never bake a batch size in, see the front end)
 BATCH = "N"
 
@@ -36,12 +39,6 @@ def _check_ops(graph: CanonicalGraph) -> None:
     missing = [(n.name, n.op) for n in graph.nodes if n.op not in OPS]
     if missing:
         raise UnsupportedOpError(missing, "canonical graph")
-
-
-def output_opset(graph: CanonicalGraph) -> int:
-    """The opset the forward and relevance graphs are emitted at: the model's own, at least ``MIN_OPSET`` (an
-    opset-19 model may use attributes such as AveragePool's dilations that opset 17 does not know)."""
-    return max(MIN_OPSET, graph.opset)
 
 
 def _value_info(name: str, shape: list) -> onnx.ValueInfoProto:
@@ -120,14 +117,20 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
         r = b.mul(r, graph.input_name, "times_input")
     b.op("Identity", [r], out_names=[RELEVANCE])
     outputs = [_value_info(LOGITS, [BATCH, graph.num_classes]), _value_info(RELEVANCE, [BATCH, *graph.input_shape])]
+    if ctx.absorbed:
+        totals = [b.op("ReduceSum", [b.op("Reshape", [b.sum(parts, "absorbed_parts"), b.ints([0, -1])]),
+                                     b.ints([1])], "absorbed_total", keepdims=1) for parts in ctx.absorbed.values()]
+        b.op("Concat", totals, out_names=[ABSORBED], axis=1)
+        outputs.append(_value_info(ABSORBED, [BATCH, len(totals)]))
     target = helper.make_tensor_value_info(TARGET, TensorProto.INT64, [BATCH])
     model = _make_model(graph, b, outputs, [target], f"explainer_{composite.name}")
-    doc = {"method": composite.name, "description": composite.description}
+    doc = {"method": composite.name, "description": composite.description,
+           "absorbed": json.dumps(list(ctx.absorbed))}
     for key, value in doc.items():
         entry = model.skeleton.metadata_props.add()
         entry.key, entry.value = f"explainer.{key}", str(value)
     return model
 
 
-__all__ = ["LOGITS", "MIN_OPSET", "RELEVANCE", "TARGET", "build_forward_model", "build_relevance_model",
+__all__ = ["ABSORBED", "LOGITS", "MIN_OPSET", "RELEVANCE", "TARGET", "build_forward_model", "build_relevance_model",
            "output_opset"]

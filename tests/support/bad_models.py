@@ -41,17 +41,17 @@ def two_input_model() -> onnx.ModelProto:
 
 
 def unsupported_model() -> tuple[onnx.ModelProto, list[tuple[str, str]]]:
-    """Two different unsupported ops (Erf twice, Abs once) between supported ones."""
+    """Two different unsupported ops (Atan twice, Abs once) between supported ones."""
     g = G()
     c = g.conv("x", 3, 4, pads=[1, 1, 1, 1])
-    e1 = g.node("Erf", [c])
+    e1 = g.node("Atan", [c])
     r = g.node("Relu", [e1])
     a = g.node("Abs", [r])
-    e2 = g.node("Erf", [a])
+    e2 = g.node("Atan", [a])
     f = g.node("Flatten", [e2], axis=1)
     out = g.node("Gemm", [f, g.w((5, 4 * 8 * 8))], transB=1)
     model = g.model(["N", 3, 8, 8], out)
-    bad = [(n.name, n.op_type) for n in model.graph.node if n.op_type in ("Erf", "Abs")]
+    bad = [(n.name, n.op_type) for n in model.graph.node if n.op_type in ("Atan", "Abs")]
     assert len(bad) == 3
     return model, bad
 

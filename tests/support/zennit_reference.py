@@ -40,6 +40,8 @@ def zennit_composite(method: str, low=None, high=None):
     if method == "sr-paper":
         return zc.LayerMapComposite(base(1e-9) + [(Convolution, zr.Epsilon(1e-9)),
                                                   (torch.nn.Linear, zr.ZPlus(stabilizer=1e-9, zero_params="bias"))])
+    if method in ("attn-lrp", "cp-lrp"):  # on a CNN without attention, LayerNorm or gates: ε everywhere
+        return zc.LayerMapComposite(base(1e-6) + [(Convolution, zr.Epsilon(1e-6)), (torch.nn.Linear, zr.Epsilon(1e-6))])
     if method in ("gradient", "gradient-x-input"):
         return None
     raise ValueError(method)
