@@ -2,7 +2,8 @@
 normalisation, Add/Sub/Mul/Div with a constant operand). Pass-through for LRP (as Zennit treats BatchNorm), chain
 rule for the gradient, or a stabilised Norm/ε rule if a composite asks for one (AttnLRP does), where a shift that
 varies along more than one axis (a position embedding) keeps its share, which the relevance graph reports. zB bounds
-pass through it (mapped by the affine map, swapped where the scale is negative)."""
+pass through it (mapped by the affine map, swapped where the scale is negative). An attention mask
+(``attrs['mask']``, from ``attention.py``) is no position embedding and is never reported."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -94,7 +95,7 @@ class Affine(Op):
         if isinstance(rule, (Norm, LinearRule)):
             g = b.div(r, b.stabilise(node.output, rule.stabiliser, f"{node.name}_den"))
             shift = node.params["shift"]
-            if sum(d > 1 for d in shift.shape) > 1:  # varies along more than one axis: a position embedding
+            if sum(d > 1 for d in shift.shape) > 1 and not node.attrs.get("mask"):  # a position embedding
                 ctx.absorb(f"constant added by '{node.name}'", b.mul(ctx.weight(node, "shift", shift), g))
             return [ctx.reduce_to(b.mul(b.mul(x, scale), g), out_shape, ctx.shape(x), f"{node.name}_rin")]
         raise unsupported_rule(node, rule)

@@ -3,7 +3,8 @@ tensors (of the same rank, at least 3: the batch axis and a matrix) and from a t
 (``attrs['equation']``, kept as written; every index of an operand must reach the output or the other operand, so
 that the transposed products are Einsums too). A MatMul with a constant weight is ``dense.py``'s.
 
-Rules as for every product of two activations (``product.py``): uniform split, constant attention weights, gradient."""
+Rules as for every product of two activations (``product.py``): uniform split, constant attention weights, gradient.
+It also registers the converter of ONNX's ``Attention`` (``attention.py``), which attention's MatMuls dominate."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ import onnx
 
 from explainer.frontend.convert import ConvertContext, Converter, NotSupported, attr, cnode
 from explainer.frontend.ir import CNode
+from explainer.ops import attention
 from explainer.ops.product import FactorProduct, attention_weights, two_data_factors
 from explainer.relevance.context import EmitContext
 
@@ -56,9 +58,10 @@ def convert_einsum(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
 
 class MatMul(FactorProduct):
     name = "MatMul"
+    also_emits = attention.EMITS
 
     def converters(self) -> Mapping[str, Converter]:
-        return {"MatMul": convert_matmul, "Einsum": convert_einsum}
+        return {"MatMul": convert_matmul, "Einsum": convert_einsum, "Attention": attention.convert_attention}
 
     def forward(self, ctx: EmitContext, node: CNode) -> None:
         equation = node.attrs.get("equation")
