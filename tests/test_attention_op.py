@@ -15,7 +15,8 @@ TOKENS, DIM, HEADS = 4, 8, 2
 MASK = np.array([[1, 1, 0, 1], [1, 1, 1, 0], [0, 1, 1, 1], [1, 1, 1, 1]], bool)
 
 
-def _model(fused: bool, rank: int, causal: bool = False, mask: bool = False, kv_heads: int = HEADS):
+def _model(fused: bool, rank: int, causal: bool = False, mask: bool = False, kv_heads: int = HEADS,
+           where: bool = False):
     """Image [N, 2, 4, 4] → 2×2 patches (Conv) → 4 tokens of 8 → q/k/v → attention → mean of tokens → 5 scores."""
     g = G(seed=7)
     tokens = g.node("Transpose", [g.node("Reshape", [g.conv(g.node("Relu", ["x"]), 2, DIM, k=2, strides=[2, 2]),
@@ -42,7 +43,10 @@ def _model(fused: bool, rank: int, causal: bool = False, mask: bool = False, kv_
     else:
         scores = g.node("MatMul", [heads(q), g.node("Transpose", [heads(k)], perm=[0, 1, 3, 2])])
         scaled = g.node("Mul", [scores, g.w((), value=1 / np.sqrt(d))])
-        if mask or causal:
+        if where:  # as PyTorch's masked_fill exports: Where(keep, scores, -inf)
+            keep = g.w(bias.shape, value=bias == 0, dtype=np.bool_)
+            scaled = g.node("Where", [keep, scaled, g.w((), value=-np.inf)])
+        elif mask or causal:
             scaled = g.node("Add", [scaled, g.w(bias.shape, value=bias)])
         mixed = g.node("MatMul", [g.node("Softmax", [scaled], axis=-1), heads(v)])
         out = g.node("Reshape", [g.node("Transpose", [mixed], perm=[0, 2, 1, 3]),
@@ -55,12 +59,15 @@ def _model(fused: bool, rank: int, causal: bool = False, mask: bool = False, kv_
     return model
 
 
-@pytest.mark.parametrize("rank, causal, mask", [(3, False, False), (4, False, False), (3, True, False),
-                                                (4, False, True), (3, True, True)])
-def test_attention_op_is_explained_as_its_decomposition(rank, causal, mask):
+@pytest.mark.parametrize("rank, causal, mask, where", [(3, False, False, False), (4, False, False, False),
+                                                       (3, True, False, False), (4, False, True, False),
+                                                       (3, True, True, False), (3, True, True, True)])
+def test_attention_op_is_explained_as_its_decomposition(rank, causal, mask, where):
+    """The last case writes the mask out as masked_fill does (Where with a constant mask and -inf): a masked
+    Affine, never reported as relevance kept by a constant."""
     x = np.random.default_rng(1).standard_normal((3, 2, 4, 4)).astype(np.float32)
     fused = Explainer(_model(True, rank, causal, mask), "gradient", provider="cpu")
-    written = Explainer(_model(False, rank, causal, mask), "gradient", provider="cpu")
+    written = Explainer(_model(False, rank, causal, mask, where=where), "gradient", provider="cpu")
     assert "Attention" in fused.graph.source_ops and "Attention" not in written.graph.source_ops
     for method in ("gradient", "attn-lrp", "cp-lrp", "epsilon-plus-flat"):
         a = fused.with_method(method).explain(x, [0, 2, 4])
@@ -68,6 +75,7 @@ def test_attention_op_is_explained_as_its_decomposition(rank, causal, mask):
         np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-6)
         scale = np.abs(b.relevance).max()
         np.testing.assert_allclose(a.relevance, b.relevance, rtol=1e-4, atol=1e-5 * scale, err_msg=method)
+        assert a.absorbed == {} and (b.absorbed == {} or not where)
 
 
 def test_grouped_query_attention_is_refused_with_the_reason():

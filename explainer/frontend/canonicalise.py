@@ -127,8 +127,9 @@ def check_sizes(folded: Folded, source: str) -> None:
         check_tensor(shape, f"{source}: the model's tensor '{name}' (one sample)")
 
 
-#: constant inputs where ±Inf is a meaningful value (a bound, a padding value) rather than a broken weight
-_INF_ALLOWED = {("Clip", 1), ("Clip", 2), ("Pad", 2)}
+#: constant inputs where ±Inf is a meaningful value (a bound, a padding value, a masked score) rather than a broken
+#: weight
+_INF_ALLOWED = {("Clip", 1), ("Clip", 2), ("Pad", 2), ("Where", 1), ("Where", 2)}
 
 
 def refuse_non_finite(folded: Folded, source: str) -> None:

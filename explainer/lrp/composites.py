@@ -346,16 +346,18 @@ def sr_paper(stabiliser: float = 1e-9) -> Composite:
                      params={"stabiliser": stabiliser})
 
 
-def attn_lrp(epsilon: float = 1e-6) -> Composite:
+def attn_lrp(epsilon: float = 1e-6, gamma: float = 0.0) -> Composite:
     """AttnLRP (Achtibat et al. 2024): ε on linear layers (also the patch embedding and constant shifts such as
     position embeddings, which keep their share), LayerNorm with its scale held constant, the softmax's Taylor rule,
-    products of two activations split uniformly, the identity rule on element-wise non-linearities."""
-    return Composite("attn-lrp", [(kind("conv", "dense", "affine"), Epsilon(epsilon)),
+    products of two activations split uniformly, the identity rule on element-wise non-linearities. ``gamma`` > 0
+    puts the γ rule on conv and dense layers instead of ε (LXT's recipe against noisy vision-transformer maps)."""
+    linear = Gamma(gamma, epsilon) if gamma else Epsilon(epsilon)
+    return Composite("attn-lrp", [(kind("conv", "dense"), linear), (kind("affine"), Epsilon(epsilon)),
                                   (kind("mul", "product"), Uniform(epsilon)),
                                   (kind("avgpool", "add", "layernorm"), Norm(epsilon)),
                                   (kind("softmax"), SoftmaxTaylor()), (kind("activation", "lrn"), Pass())],
-                     description="AttnLRP: linear ε, LayerNorm identity, softmax Taylor, uniform products",
-                     params={"epsilon": epsilon})
+                     description=f"AttnLRP: linear {'γ' if gamma else 'ε'}, LayerNorm identity, softmax Taylor, "
+                                 "uniform products", params={"epsilon": epsilon, "gamma": gamma})
 
 
 def cp_lrp(epsilon: float = 1e-6) -> Composite:

@@ -1,9 +1,10 @@
 """Affine: element-wise y = x ⊙ scale + shift with constant, broadcastable scale and shift (an unfolded BatchNorm, input
-normalisation, Add/Sub/Mul/Div with a constant operand). Pass-through for LRP (as Zennit treats BatchNorm), chain
-rule for the gradient, or a stabilised Norm/ε rule if a composite asks for one (AttnLRP does), where a shift that
-varies along more than one axis (a position embedding) keeps its share, which the relevance graph reports. zB bounds
-pass through it (mapped by the affine map, swapped where the scale is negative). An attention mask
-(``attrs['mask']``, from ``attention.py``) is no position embedding and is never reported."""
+normalisation, Add/Sub/Mul/Div with a constant operand, a Where with a constant mask and fill). Pass-through for LRP
+(as Zennit treats BatchNorm), chain rule for the gradient, or a stabilised Norm/ε rule if a composite asks for one
+(AttnLRP does), where a shift that varies along more than one axis (a position embedding) keeps its share, which the
+relevance graph reports. zB bounds pass through it (mapped by the affine map, swapped where the scale is negative).
+An attention mask (``attrs['mask']``, from ``attention.py`` and Where) is no position embedding and is never
+reported."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,30 @@ def convert_binary(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     return [cnode("Affine", node, [x], params={"scale": scale.astype(np.float32), "shift": shift.astype(np.float32)})]
 
 
+def convert_where(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
+    """Where(mask, x, fill) or Where(mask, fill, x) with a constant mask and fill (an attention mask, folded): the
+    affine map x ⊙ m + fill ⊙ (1 − m), marked as a mask (never reported as a position embedding)."""
+    cond, a, b = node.input
+    if not ctx.is_const(cond):
+        raise NotSupported("a Where whose condition is computed from the input")
+    if ctx.is_data(a) == ctx.is_data(b):
+        raise NotSupported("a Where needs one computed branch and one constant branch")
+    keep = ctx.value(cond, "the condition").astype(bool)
+    x, fill = (a, ctx.value(b, "the fill")) if ctx.is_data(a) else (b, ctx.value(a, "the fill"))
+    if x == b:
+        keep = ~keep
+    shape = ctx.shape(x)
+    try:
+        out_shape = np.broadcast_shapes(shape, keep.shape, fill.shape)
+    except ValueError:
+        out_shape = None
+    if out_shape != tuple(shape):
+        raise NotSupported(f"the mask of shape {list(keep.shape)} does not broadcast to the data's {list(shape)}")
+    scale = np.broadcast_to(keep, np.broadcast_shapes(keep.shape, fill.shape)).astype(np.float32)
+    shift = np.where(keep, np.float32(0), fill.astype(np.float32))
+    return [cnode("Affine", node, [x], mask=True, params={"scale": scale, "shift": shift})]
+
+
 def convert_batchnorm(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     x = node.input[0]
     gamma, beta, mean, var = (ctx.value(node.input[i], n).astype(np.float64)
@@ -76,7 +101,7 @@ class Affine(Op):
 
     def converters(self) -> Mapping[str, Converter]:
         return {"BatchNormalization": convert_batchnorm, "Add": convert_binary, "Sub": convert_binary,
-                "Mul": convert_binary, "Div": convert_binary}
+                "Mul": convert_binary, "Div": convert_binary, "Where": convert_where}
 
     def forward(self, ctx: EmitContext, node: CNode) -> None:
         b = ctx.b
