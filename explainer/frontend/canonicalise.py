@@ -11,8 +11,9 @@
    Constant/ConstantOfShape weights, Shape->Gather->Concat flatten chains), nodes that do not reach the output go,
    and every data tensor gets its static shape (``fold.py``); ``check_sizes`` refuses a tensor too large to allocate
    and ``refuse_non_finite`` weights with NaN or Inf values, naming them;
-   ``hoist_unbind`` rewrites attention's q/k/v unbinding (a Transpose moving the batch axis, then one selection per
-   piece) so that the batch axis stays first (``unbind.py``); ``fuse_patterns`` rewrites the element-wise arithmetic
+   ``hoist_unbind`` and ``merge_batch_transposes`` rewrite attention's q/k/v unbinding (a Transpose moving the batch
+   axis, then one selection per piece) and key transposes that fold the batch axis into the heads, so that the batch
+   axis stays first (``unbind.py``); ``fuse_patterns`` rewrites the element-wise arithmetic
    exporters write for LayerNorm, GELU, hard-sigmoid, hard-swish and Mish into those ONNX ops (``patterns.py``);
 3. ``run_reference``: one plain forward of the original model, the reference rewritten graphs are verified against;
 4. ``convert``: each remaining node through its op's converter (``explainer.ops.CONVERTERS``): BatchNorm and Mul/Add
@@ -43,7 +44,7 @@ from explainer.frontend.inputs import DEFAULT_DOMAINS, PinnedInput, image_input,
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.frontend.patterns import fuse_patterns
 from explainer.frontend.simplify import simplify
-from explainer.frontend.unbind import hoist_unbind
+from explainer.frontend.unbind import hoist_unbind, merge_batch_transposes
 from explainer.limits import check_tensor, tensor_bytes
 from explainer.onnx_io import iter_tensors, tensor_array
 from explainer.ops import CONVERTERS
@@ -74,7 +75,7 @@ def canonicalise(model: onnx.ModelProto, source: str, *,
     folded = fold(model, image.name, image.batch_shape, output, source)
     check_sizes(folded, source)
     refuse_non_finite(folded, source)
-    rewritten = hoist_unbind(folded)
+    rewritten = hoist_unbind(folded) + merge_batch_transposes(folded)
     fused = fuse_patterns(folded)
     chain = output_chain(folded, output)
     reference = run_reference(model, folded, image, chain, source)

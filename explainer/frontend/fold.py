@@ -88,6 +88,8 @@ def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], input_nam
             # outputs stay open; with the chains folded to constants, plain inference pins them.
             nodes, consts = _node_protos(model, graph), _constants(graph, initializers)
             shapes.update(infer_shapes(model, nodes, consts, input_name, shape))
+            if any(node.op in ("Shape", "Size") and node.inputs[0].name in shapes for node in graph.nodes):
+                _fold_graph(graph, shapes, source)  # Shape/Size of the tensors this round pinned (SDPA's scale)
             probed = _open(graph, shapes)
         if probed:
             # Own code: what neither inference pins (ops without shape inference) comes from one ONNX Runtime run

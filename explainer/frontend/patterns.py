@@ -49,6 +49,8 @@ from explainer.frontend.inputs import DEFAULT_DOMAINS
 
 _RTOL = 1e-5
 _PRODUCT_OPS = ("Mul", "Div", "Reciprocal", "Pow")
+#: more product nodes than any pattern has
+_MAX_PRODUCT_NODES = 16
 _GELU_TANH_CUBIC = 0.044715
 
 
@@ -168,38 +170,31 @@ def _close(value: float | None, target: float) -> bool:
 
 def _product(ix: _Index, name: str) -> _Product:
     """``name`` as a product: its producer is expanded if it is a product op, and so is each operand's producer that
-    the product alone reads; constants go into the coefficient, every other tensor is a factor."""
+    the product alone reads (at most ``_MAX_PRODUCT_NODES`` nodes, so that a long chain of products costs little);
+    constants go into the coefficient, every other tensor is a factor."""
     factors: Counter[str] = Counter()
     coef = np.ones((), np.float64)
     nodes: dict[int, onnx.NodeProto] = {}
-
-    def visit(t: str, power: int, reader: onnx.NodeProto | None) -> None:
-        nonlocal coef
+    pending: list[tuple[str, int, onnx.NodeProto | None]] = [(name, 1, None)]
+    while pending:
+        t, power, reader = pending.pop()
         value = ix.consts.get(t)
         if value is not None:
             with np.errstate(divide="ignore", over="ignore"):
                 coef = coef * value.astype(np.float64) ** power
-            return
+            continue
         node = ix.node(t, *_PRODUCT_OPS)
-        if node is None or (reader is not None and not ix.only_reader(t, reader)):
+        exponent = ix.scalar(node.input[1]) if node is not None and node.op_type == "Pow" else 1.0
+        if node is None or (reader is not None and not ix.only_reader(t, reader)) or len(nodes) == _MAX_PRODUCT_NODES \
+                or exponent is None or exponent != round(exponent):
             factors[t] += power
-            return
-        if node.op_type == "Pow":
-            exponent = ix.scalar(node.input[1])
-            if exponent is None or exponent != round(exponent):
-                factors[t] += power
-                return
-            nodes[id(node)] = node
-            visit(node.input[0], power * int(exponent), node)
-            return
+            continue
         nodes[id(node)] = node
-        if node.op_type == "Reciprocal":
-            visit(node.input[0], -power, node)
+        if node.op_type in ("Reciprocal", "Pow"):
+            pending.append((node.input[0], -power if node.op_type == "Reciprocal" else power * int(exponent), node))
         else:
-            visit(node.input[0], power, node)
-            visit(node.input[1], -power if node.op_type == "Div" else power, node)
-
-    visit(name, 1, None)
+            pending.append((node.input[0], power, node))
+            pending.append((node.input[1], -power if node.op_type == "Div" else power, node))
     return _Product({t: k for t, k in factors.items() if k}, coef, list(nodes.values()))
 
 

@@ -1,11 +1,15 @@
-"""Rewrite attention's q/k/v unbinding so that the batch axis stays first.
+"""Rewrite attention's idioms that move the batch axis, so that it stays first (the canonical graph's invariant).
 
+``hoist_unbind``: 
 ViTs (timm's and most hand-written ones) compute q, k, v as ``qkv.reshape(N, T, 3, H, d).permute(2, 0, 3, 1, 4)``
 and unbind the leading axis of 3: a Transpose that moves the batch axis, then a Split along axis 0 with a Squeeze of
 each piece (the TorchScript exporter), a one-index Slice with a Squeeze per piece (the dynamo exporter) or one Gather
 per piece (``qkv[0]``). The canonical graph keeps the
 batch axis first, so such a Transpose has no canonical form; the whole idiom does: each piece is a Gather of one index
-along the axis the Transpose moved to the front, then a Transpose of the remaining axes, batch first."""
+along the axis the Transpose moved to the front, then a Transpose of the remaining axes, batch first.
+
+``merge_batch_transposes``: the dynamo exporter transposes SDPA's keys as Reshape [N, H, T, d] → [N·H, T, d],
+Transpose, Reshape back to [N, H, d, T]; the three are one Transpose of the 4-D tensor."""
 from __future__ import annotations
 
 import numpy as np
@@ -123,3 +127,39 @@ def hoist_unbind(folded: Folded) -> list[str]:
             nodes.append(node)
     folded.nodes[:] = nodes
     return [f"rewrote {count} batch-moving q/k/v Transpose(s) into per-piece Gather + Transpose"]
+
+
+def merge_batch_transposes(folded: Folded) -> list[str]:
+    """Replace each Reshape (merging the batch axis into the next) → Transpose (keeping that axis first) → Reshape
+    (splitting it again) chain by one Transpose, in ``folded`` in place; the ``changes`` line saying how many."""
+    producers = {o: n for n in folded.nodes for o in n.output}
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in folded.nodes:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    replace: dict[int, onnx.NodeProto] = {}
+    dropped: set[int] = set()
+    for split in folded.nodes:
+        if split.op_type != "Reshape":
+            continue
+        transpose = producers.get(split.input[0])
+        merge = producers.get(transpose.input[0]) if transpose is not None else None
+        if transpose is None or transpose.op_type != "Transpose" or merge is None or merge.op_type != "Reshape" \
+                or len(users.get(transpose.output[0], [])) != 1 or len(users.get(merge.output[0], [])) != 1:
+            continue
+        x = merge.input[0]
+        shape, merged, out = (folded.shapes.get(t) for t in (x, merge.output[0], split.output[0]))
+        perm = [int(v) for v in _attr(transpose, "perm", [])]
+        if shape is None or merged is None or out is None or len(shape) < 3 or not perm or perm[0] != 0 \
+                or tuple(merged) != (shape[0] * shape[1], *shape[2:]):
+            continue
+        full = [0, 1] + [q + 1 for q in perm[1:]]
+        if tuple(out) != tuple(shape[i] for i in full):
+            continue
+        replace[id(split)] = helper.make_node("Transpose", [x], [split.output[0]], name=split.name or split.output[0],
+                                              perm=full)
+        dropped.update((id(merge), id(transpose)))
+    if not replace:
+        return []
+    folded.nodes[:] = [replace.get(id(n), n) for n in folded.nodes if id(n) not in dropped]
+    return [f"merged {len(replace)} Reshape-Transpose-Reshape chain(s) that fold the batch axis into one Transpose"]

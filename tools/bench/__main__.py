@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from graphs.reference_models import MODEL_NAMES
 from tools.bench.harness import log, run_worker, usable_cores
 from tools.bench.report import machine_lines, report
 
@@ -40,7 +41,7 @@ TIMING, MEMORY = "tools.bench.explain", "tools.bench.memory"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["alexnet", "vgg16"], choices=["small", "alexnet", "vgg16"])
+    parser.add_argument("--models", nargs="+", default=["alexnet", "vgg16"], choices=list(MODEL_NAMES))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
