@@ -18,6 +18,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,6 +163,36 @@ def write_examples(model: nn.Module, x_test: np.ndarray, y_test: np.ndarray, dir
     return paths
 
 
+def publish(model: nn.Module, onnx_path: Path, meta_path: Path, description: str, settings: Any, *,
+            accuracy: dict, seconds: float, threads: int, opset: int | None = None, **extra: Any) -> None:
+    """Export a trained digits model (legacy exporter, one file), check it against torch and write its metadata JSON
+    (accuracy, settings, data source and licence, ``extra`` entries last); print a one-line summary."""
+    shape = (1, 1, IMAGE_SIZE, IMAGE_SIZE)
+    result = export(model, onnx_path, exporter="legacy", input_shape=shape, opset=opset)
+    diff, _ = check_export(model, onnx_path, shape, batch=8, seed=1)
+    meta = {
+        "model": description,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "onnx": {
+            "file": onnx_path.name, "exporter": "torch.onnx legacy (TorchScript)", "opset": result.opset,
+            "input": {"name": "input", "shape": ["batch", 1, IMAGE_SIZE, IMAGE_SIZE], "dtype": "float32",
+                      "range": [0.0, 1.0], "layout": "NCHW, grayscale, white digit on black background"},
+            "output": {"name": "logits", "shape": ["batch", NUM_CLASSES], "meaning": "unnormalised class scores"},
+            "labels": "examples/digits_labels.txt (class k is digit k)",
+            "max_abs_diff_vs_torch": diff, "bytes": onnx_path.stat().st_size,
+        },
+        "accuracy": accuracy,
+        "training": {**asdict(settings), "seconds": round(seconds, 1), "threads": threads,
+                     "torch": torch.__version__},
+        "preprocessing": "8x8 images / 16, bilinear upsampling to 32x32 (align_corners=False), clipped to [0, 1]",
+        "data": {"source": DATA_SOURCE, "licence": DATA_LICENCE},
+        **extra,
+    }
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"trained in {seconds:.1f} s: train acc {accuracy['train']:.4f}, test acc {accuracy['test']:.4f}; "
+          f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes), ONNX vs torch max |diff| {diff:.2e}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train, evaluate, export and write metadata and examples."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -183,29 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     train_acc = float(np.mean(predict(model, x_train) == y_train))
     test_acc = float(np.mean(predict(model, x_test) == y_test))
 
-    result = export(model, ONNX_PATH, exporter="legacy", input_shape=(1, 1, IMAGE_SIZE, IMAGE_SIZE))
-    diff, _ = check_export(model, ONNX_PATH, (1, 1, IMAGE_SIZE, IMAGE_SIZE), batch=8, seed=1)
     examples = write_examples(model, x_test, y_test, EXAMPLES)
-    meta = {
-        "model": "DigitsCNN (graphs/train_digits_cnn.py)",
-        "onnx": {
-            "file": ONNX_PATH.name, "exporter": "torch.onnx legacy (TorchScript)", "opset": result.opset,
-            "input": {"name": "input", "shape": ["batch", 1, IMAGE_SIZE, IMAGE_SIZE], "dtype": "float32",
-                      "range": [0.0, 1.0], "layout": "NCHW, grayscale, white digit on black background"},
-            "output": {"name": "logits", "shape": ["batch", NUM_CLASSES], "meaning": "unnormalised class scores"},
-            "labels": "examples/digits_labels.txt (class k is digit k)",
-            "max_abs_diff_vs_torch": diff, "bytes": ONNX_PATH.stat().st_size,
-        },
-        "accuracy": {"test": test_acc, "train": train_acc, "n_test": int(len(y_test)), "n_train": int(len(y_train))},
-        "training": {**asdict(settings), "seconds": round(seconds, 1), "threads": args.threads,
-                     "torch": torch.__version__},
-        "preprocessing": "8x8 images / 16, bilinear upsampling to 32x32 (align_corners=False), clipped to [0, 1]",
-        "data": {"source": DATA_SOURCE, "licence": DATA_LICENCE},
-        "examples": [str(p.relative_to(REPO)) for p in examples],
-    }
-    META_PATH.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"trained in {seconds:.1f} s: train acc {train_acc:.4f}, test acc {test_acc:.4f}; "
-          f"wrote {ONNX_PATH} ({ONNX_PATH.stat().st_size} bytes), ONNX vs torch max |diff| {diff:.2e}")
+    publish(model, ONNX_PATH, META_PATH, "DigitsCNN (graphs/train_digits_cnn.py)", settings,
+            accuracy={"test": test_acc, "train": train_acc, "n_test": int(len(y_test)), "n_train": int(len(y_train))},
+            seconds=seconds, threads=args.threads, examples=[str(p.relative_to(REPO)) for p in examples])
     return 0
 
 

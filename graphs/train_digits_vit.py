@@ -15,19 +15,17 @@ Usage: ``python -m graphs.train_digits_vit [--epochs 60] [--seed 0] [--threads 2
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from graphs.export import check_export, export
 from graphs.reference_models import ViT
-from graphs.train_digits_cnn import DATA_LICENCE, DATA_SOURCE, IMAGE_SIZE, NUM_CLASSES, load_images, predict, split
+from graphs.train_digits_cnn import load_images, predict, publish, split
 
 REPO = Path(__file__).resolve().parents[1]
 ONNX_PATH = REPO / "graphs" / "digits_vit.onnx"
@@ -110,29 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     train_acc = float(np.mean(predict(model, x_train) == y_train))
     test_acc = float(np.mean(predict(model, x_test) == y_test))
 
-    shape = (1, 1, IMAGE_SIZE, IMAGE_SIZE)
-    result = export(model, ONNX_PATH, exporter="legacy", input_shape=shape, opset=OPSET)
-    diff, _ = check_export(model, ONNX_PATH, shape, batch=8, seed=1)
-    meta = {
-        "model": "ViT (graphs/train_digits_vit.py): pre-LN, 8x8 patches, class token, 2 blocks, 4 heads, dim 48",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "onnx": {
-            "file": ONNX_PATH.name, "exporter": "torch.onnx legacy (TorchScript)", "opset": result.opset,
-            "input": {"name": "input", "shape": ["batch", 1, IMAGE_SIZE, IMAGE_SIZE], "dtype": "float32",
-                      "range": [0.0, 1.0], "layout": "NCHW, grayscale, white digit on black background"},
-            "output": {"name": "logits", "shape": ["batch", NUM_CLASSES], "meaning": "unnormalised class scores"},
-            "labels": "examples/digits_labels.txt (class k is digit k)",
-            "max_abs_diff_vs_torch": diff, "bytes": ONNX_PATH.stat().st_size,
-        },
-        "accuracy": {"test": test_acc, "train": train_acc, "n_test": int(len(y_test)), "n_train": int(len(y_train))},
-        "training": {**asdict(settings), "seconds": round(seconds, 1), "threads": args.threads,
-                     "torch": torch.__version__},
-        "preprocessing": "8x8 images / 16, bilinear upsampling to 32x32 (align_corners=False), clipped to [0, 1]",
-        "data": {"source": DATA_SOURCE, "licence": DATA_LICENCE},
-    }
-    META_PATH.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"trained in {seconds:.1f} s: train acc {train_acc:.4f}, test acc {test_acc:.4f}; "
-          f"wrote {ONNX_PATH} ({ONNX_PATH.stat().st_size} bytes), ONNX vs torch max |diff| {diff:.2e}")
+    publish(model, ONNX_PATH, META_PATH,
+            "ViT (graphs/train_digits_vit.py): pre-LN, 8x8 patches, class token, 2 blocks, 4 heads, dim 48", settings,
+            accuracy={"test": test_acc, "train": train_acc, "n_test": int(len(y_test)), "n_train": int(len(y_train))},
+            seconds=seconds, threads=args.threads, opset=OPSET)
     return 0
 
 
