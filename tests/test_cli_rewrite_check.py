@@ -69,7 +69,7 @@ def test_rewrite_writes_standalone_relevance_graph(tmp_path):
     inputs = {i.name: i for i in session.get_inputs()}
     assert set(inputs) == {"input", "target"}
     assert inputs["target"].type == "tensor(int64)"
-    assert [o.name for o in session.get_outputs()] == ["logits", "relevance"]
+    assert [o.name for o in session.get_outputs()] == ["logits", "relevance", "explained_target"]
     x = digits_batch()
     ex = Explainer(str(DIGITS), "epsilon-plus-flat", provider="cpu")
     # the predicted classes and a different, explicit class per image: one graph explains any class
@@ -81,8 +81,12 @@ def test_rewrite_writes_standalone_relevance_graph(tmp_path):
         np.testing.assert_allclose(relevance, e.relevance, rtol=0, atol=1e-5)
     assert list(ex.explain(x).target) == [1, 4, 6]
     # the batch axis stays dynamic in the saved file
-    logits1, rel1 = session.run(None, {"input": x[:1], "target": np.array([1], dtype=np.int64)})
+    logits1, rel1, _ = session.run(None, {"input": x[:1], "target": np.array([1], dtype=np.int64)})
     np.testing.assert_allclose(rel1, ex.explain(x[:1]).relevance, rtol=0, atol=1e-5)
+    # a negative target explains the arg-max class, and the graph says which class it explained
+    _, relevance, explained = session.run(None, {"input": x, "target": np.array([-1, 2, -1], dtype=np.int64)})
+    assert list(explained) == [1, 2, 6]
+    np.testing.assert_allclose(relevance, ex.explain(x, [1, 2, 6]).relevance, rtol=0, atol=1e-5)
 
 
 def test_rewrite_methods_differ_and_match_api(tmp_path):
@@ -93,7 +97,7 @@ def test_rewrite_methods_differ_and_match_api(tmp_path):
         path = tmp_path / f"{method}.onnx"
         code, _, stderr = run_cli(["rewrite", DIGITS, "--method", method, "-o", path, *extra])
         assert code == 0, stderr
-        _, maps[method] = plain_session(path).run(None, {"input": x, "target": target})
+        _, maps[method], _ = plain_session(path).run(None, {"input": x, "target": target})
         kwargs = {"low": 0.0, "high": 1.0} if method == "epsilon-gamma-box" else {}   # unit preprocessing bounds
         reference = Explainer(str(DIGITS), method, provider="cpu", **kwargs).explain(x, target).relevance
         np.testing.assert_allclose(maps[method], reference, rtol=0, atol=1e-5)

@@ -138,7 +138,7 @@ def test_saved_graph_runs_in_plain_onnxruntime(relu_net, tmp_path):
     assert [o.name for o in sess.get_outputs()] == ["logits", "relevance"]
     x = _x(3)
     target = np.array([1, 2, 3], np.int64)
-    logits, rel = sess.run(None, {"input": x, "target": target})
+    logits, rel, _ = sess.run(None, {"input": x, "target": target})
     api = ex.explain(x, target)
     np.testing.assert_allclose(rel, api.relevance, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(logits, api.logits, rtol=1e-5, atol=1e-6)

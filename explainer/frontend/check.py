@@ -96,6 +96,10 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
             status = "supported" + (f" ({folded[op]} folded)" if op in folded else "")
         elif op in folded:
             status = "folded (constant/shape computation)"
+        elif unsupported:  # conversion lists every node it refuses: this op's nodes were folded or removed first
+            status = "folded or removed (no converter needed)"
+        elif error is not None:
+            status = "not checked (the model was refused before its ops were converted)"
         else:
             status = "UNSUPPORTED"
         ops.append((op, count, status))

@@ -2,10 +2,10 @@
 
 This module only assembles: each node's forward and backward nodes come from its op (``explainer.ops``), each node's
 rule from the composite (``lrp/composites.py``), signs, layer kinds and bounds from ``analysis.py``. Interface of the
-result: inputs = the model's input and ``target`` (int64 [N]); outputs = ``logits`` [N, classes], ``relevance``
-(same shape as the input) and, where constant inputs keep some (class tokens, position embeddings), ``absorbed``
-[N, K], labelled by the JSON list in the metadata entry ``explainer.absorbed``. Both graphs are emitted at the
-model's own opset, at least ``MIN_OPSET``.
+result: inputs = the model's input and ``target`` (int64 [N]; negative: the arg-max class); outputs = ``logits`` [N,
+classes], ``relevance`` (same shape as the input), ``explained_target`` (int64 [N], the class explained) and, where
+constant inputs keep some (class tokens, position embeddings), ``absorbed`` [N, K], labelled by the JSON list in the
+metadata entry ``explainer.absorbed``. Both graphs are emitted at the model's own opset, at least ``MIN_OPSET``.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from explainer.relevance.builder import GraphBuilder
 from explainer.relevance.context import MIN_OPSET, EmitContext, output_opset
 
 TARGET = "target"
+#: the class each sample's relevance explains: ``target``, or the arg-max class where ``target`` is negative
+EXPLAINED = "explained_target"
 LOGITS = "logits"
 RELEVANCE = "relevance"
 #: per-sample relevance kept by constant inputs (class tokens, position embeddings), one column per metadata label
@@ -91,8 +93,11 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
     _emit_forward(graph, ctx)
     b.op("Identity", [graph.output_name], out_names=[LOGITS])
     b.reserve(TARGET)
-    onehot = b.op("OneHot", [TARGET, b.const([graph.num_classes], dtype=np.int64), b.const([0.0, 1.0])], "onehot",
-                  axis=-1)
+    predicted = b.op("ArgMax", [graph.output_name], "predicted", axis=1, keepdims=0)
+    explained = b.op("Where", [b.op("Less", [TARGET, b.const(0, dtype=np.int64)], "unset"), predicted, TARGET],
+                     out_names=[EXPLAINED])
+    onehot = b.op("OneHot", [explained, b.const([graph.num_classes], dtype=np.int64), b.const([0.0, 1.0])],
+                  "onehot", axis=-1)
     seed = onehot if composite.seed == "one" else b.mul(onehot, graph.output_name, "seed")
     relevance: dict[str, list[str]] = {graph.output_name: [seed]}
     for node in reversed(graph.nodes):
@@ -116,7 +121,8 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
     if composite.times_input:
         r = b.mul(r, graph.input_name, "times_input")
     b.op("Identity", [r], out_names=[RELEVANCE])
-    outputs = [_value_info(LOGITS, [BATCH, graph.num_classes]), _value_info(RELEVANCE, [BATCH, *graph.input_shape])]
+    outputs = [_value_info(LOGITS, [BATCH, graph.num_classes]), _value_info(RELEVANCE, [BATCH, *graph.input_shape]),
+               helper.make_tensor_value_info(EXPLAINED, TensorProto.INT64, [BATCH])]
     if ctx.absorbed:
         totals = [b.op("ReduceSum", [b.op("Reshape", [b.sum(parts, "absorbed_parts"), b.ints([0, -1])]),
                                      b.ints([1])], "absorbed_total", keepdims=1) for parts in ctx.absorbed.values()]
@@ -132,5 +138,5 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
     return model
 
 
-__all__ = ["ABSORBED", "LOGITS", "MIN_OPSET", "RELEVANCE", "TARGET", "build_forward_model", "build_relevance_model",
-           "output_opset"]
+__all__ = ["ABSORBED", "EXPLAINED", "LOGITS", "MIN_OPSET", "RELEVANCE", "TARGET", "build_forward_model",
+           "build_relevance_model", "output_opset"]
