@@ -135,7 +135,7 @@ def test_saved_graph_runs_in_plain_onnxruntime(relu_net, tmp_path):
     out = ex.save(tmp_path / "rel.onnx")
     sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input", "target"]
-    assert [o.name for o in sess.get_outputs()] == ["logits", "relevance"]
+    assert [o.name for o in sess.get_outputs()] == ["logits", "relevance", "explained_target"]
     x = _x(3)
     target = np.array([1, 2, 3], np.int64)
     logits, rel, _ = sess.run(None, {"input": x, "target": target})
