@@ -1,8 +1,10 @@
 """Print the model-zoo coverage table that the README carries.
 
-One row per model: its ops, canonicalisation changes, logits and gradient against references, LRP-0 against
-gradient×input, and the methods that give finite relevance. The checks live in :mod:`tests.support.zoo_check`
-(``tests/test_zoo.py`` asserts them); this script only prints them.
+One row per model (CNNs and, from ``tests/support/transformer_models.py``, ViTs, DeiT, MobileNetV3 and ConvNeXt
+exported afresh): its ops, canonicalisation changes, logits and gradient against references, LRP-0 against
+gradient×input (n/a, naming the ops, where it does not hold by design), and the methods that give finite relevance.
+The checks live in :mod:`tests.support.zoo_check` (``tests/test_zoo.py`` asserts them); this script only prints
+them.
 
     python -m tools.zoo_report [--models NAME ...] [--markdown FILE]
 """
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         row = check(name, sources[name])
         rows.append(row)
-        print(f"{name}: {'green' if row.green else 'RED'} ({row.build_s:.1f}s build)", file=sys.stderr, flush=True)
+        why = "" if row.green else " " + (row.error or "; ".join(f"{m}: {e}" for m, e in row.methods_failed.items()))
+        print(f"{name}: {'green' if row.green else 'RED'} ({row.build_s:.1f}s build){why}", file=sys.stderr, flush=True)
     table = markdown(rows)
     print("command: " + shlex.join(["python", "-m", "tools.zoo_report", *(sys.argv[1:] if argv is None else argv)]))
     print(table)

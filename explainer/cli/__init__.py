@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from explainer.cli.text import escaped_stdout, print_error
 from explainer.errors import ExplainerError
 
-COMMANDS = ("rewrite", "check", "explain", "evaluate", "audit")
+COMMANDS = ("rewrite", "check", "explain", "evaluate", "audit", "report")
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 

@@ -1,7 +1,8 @@
 """An independent float64 evaluation of ONNX graphs with PyTorch ops, for gradient checks with autograd.
 
 It interprets the original (not canonicalised) graph node by node with torch.nn.functional, so it shares no code
-with the package. It covers the ops of the Caffe2 model-zoo graphs, PyTorch and tf2onnx exports.
+with the package. It covers the ops of the Caffe2 model-zoo graphs, PyTorch (CNNs and transformers: LayerNorm,
+softmax, batched MatMul, GELU, opset-23 Attention) and tf2onnx exports.
 """
 from __future__ import annotations
 
@@ -68,12 +69,115 @@ def _ints(t: torch.Tensor) -> list[int]:
     return [int(v) for v in t.reshape(-1).tolist()]
 
 
+def _same_kind(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both operands float64 when either is floating point (shape arithmetic mixes int64 and float constants)."""
+    if x.is_floating_point() != y.is_floating_point():
+        return x.double(), y.double()
+    return x, y
+
+
+#: element-wise ops of one input without attributes
+_UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Erf": torch.erf, "Sqrt": torch.sqrt,
+    "Exp": torch.exp, "Log": torch.log, "Neg": torch.neg, "Abs": torch.abs, "Reciprocal": torch.reciprocal,
+    "Softplus": F.softplus, "Mish": F.mish, "HardSwish": F.hardswish, "Not": torch.logical_not,
+}
+
+
+def _axes(ins: list, a: dict, attribute_until: int, opset: int) -> list[int] | None:
+    """A Reduce/Split-style ``axes``: an attribute before opset ``attribute_until``, the second input from then on."""
+    if opset < attribute_until:
+        return list(a["axes"]) if "axes" in a else None
+    return _ints(ins[1]) if len(ins) > 1 and ins[1] is not None and ins[1].numel() else None
+
+
+def _reduce(op: str, x: torch.Tensor, axes: list[int] | None, a: dict) -> torch.Tensor:
+    """ReduceMean/Sum/Max/SumSquare over ``axes`` (all of them when None, unless ``noop_with_empty_axes``)."""
+    if axes is None:
+        if a.get("noop_with_empty_axes", 0):
+            return x
+        axes = list(range(x.dim()))
+    dims = tuple(ax % x.dim() for ax in axes)
+    keep = bool(a.get("keepdims", 1))
+    if op == "ReduceMean":
+        return x.mean(dim=dims, keepdim=keep)
+    if op == "ReduceSum":
+        return x.sum(dim=dims, keepdim=keep)
+    if op == "ReduceMax":
+        return x.amax(dim=dims, keepdim=keep)
+    return (x * x).sum(dim=dims, keepdim=keep)  # ReduceSumSquare
+
+
+def _layer_norm(ins: list, a: dict) -> list:
+    """LayerNormalization over the axes from ``axis`` on: (y, mean, 1 / standard deviation)."""
+    x, scale = ins[0], ins[1]
+    axis = a.get("axis", -1) % x.dim()
+    dims = tuple(range(axis, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    inv_std = 1.0 / torch.sqrt(((x - mean) ** 2).mean(dim=dims, keepdim=True) + a.get("epsilon", 1e-5))
+    y = (x - mean) * inv_std * scale
+    return [y + ins[2] if len(ins) > 2 and ins[2] is not None else y, mean, inv_std]
+
+
+def _softmax(x: torch.Tensor, a: dict, opset: int, log: bool) -> torch.Tensor:
+    """Softmax over ``axis`` (opset ≥ 13), or over everything from ``axis`` on, flattened (before 13)."""
+    fn = torch.log_softmax if log else torch.softmax
+    if opset >= 13:
+        return fn(x, dim=a.get("axis", -1))
+    axis = a.get("axis", 1) % x.dim()
+    return fn(x.reshape(int(np.prod(x.shape[:axis])), -1), dim=1).reshape(x.shape)
+
+
+def _split(x: torch.Tensor, ins: list, a: dict, opset: int, outputs: int) -> list:
+    """Split by the sizes given (an attribute before opset 13, an input from then on), else into ``num_outputs`` (or
+    as many as the node has outputs) parts, the last one smaller when the axis does not divide evenly."""
+    axis = a.get("axis", 0)
+    sizes = list(a["split"]) if opset < 13 and "split" in a else (
+        _ints(ins[1]) if opset >= 13 and len(ins) > 1 and ins[1] is not None else None)
+    if sizes is None:
+        parts = a.get("num_outputs", outputs)
+        chunk = -(-x.shape[axis] // parts)
+        sizes = [min(chunk, x.shape[axis] - i * chunk) for i in range(parts)]
+    return list(torch.split(x, sizes, dim=axis))
+
+
+def _attention(ins: list, a: dict) -> list:
+    """ONNX's opset-23 Attention: softmax(q·kᵀ·scale + mask)·v per head, 3-D ([B, S, heads·D]) or 4-D
+    ([B, heads, S, D]) inputs, boolean or additive mask, causal option, grouped-query key/value heads."""
+    q, k, v = ins[:3]
+    mask = ins[3] if len(ins) > 3 else None
+    if len(ins) > 4 and any(t is not None for t in ins[4:]):
+        raise NotImplementedError("torch_reference: Attention with a key/value cache")
+    three_d = q.dim() == 3
+    if three_d:
+        def heads(t: torch.Tensor, n: int) -> torch.Tensor:
+            return t.reshape(t.shape[0], t.shape[1], n, -1).transpose(1, 2)
+        q, k, v = heads(q, a["q_num_heads"]), heads(k, a["kv_num_heads"]), heads(v, a["kv_num_heads"])
+    if k.shape[1] != q.shape[1]:
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    scores = q @ k.transpose(-2, -1) * a.get("scale", 1.0 / float(np.sqrt(q.shape[-1])))
+    if a.get("softcap", 0.0):
+        scores = a["softcap"] * torch.tanh(scores / a["softcap"])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    if a.get("is_causal", 0):
+        allowed = torch.ones(scores.shape[-2:], dtype=torch.bool).tril(scores.shape[-1] - scores.shape[-2])
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    y = torch.softmax(scores, dim=-1) @ v
+    if three_d:
+        y = y.transpose(1, 2).reshape(y.shape[0], y.shape[2], -1)
+    return [y, None, None, None]
+
+
 def _run(op: str, ins: list, a: dict, opset: int, node: onnx.NodeProto) -> list:
     x = ins[0] if ins else None
     if op == "Constant":
-        return [torch.from_numpy(numpy_helper.to_array(a["value"]).copy()).double()
-                if numpy_helper.to_array(a["value"]).dtype.kind == "f" else
-                torch.from_numpy(numpy_helper.to_array(a["value"]).copy())]
+        if "value" not in a:  # value_float(s) / value_int(s)
+            (key, value), = a.items()
+            return [torch.tensor(value, dtype=torch.float64 if key.startswith("value_float") else torch.int64)]
+        value = torch.from_numpy(numpy_helper.to_array(a["value"]).copy())
+        return [value.double() if value.is_floating_point() else value]
     if op == "ConstantOfShape":
         value = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
         dtype = torch.float64 if value.dtype.kind == "f" else torch.int64
@@ -112,24 +216,33 @@ def _run(op: str, ins: list, a: dict, opset: int, node: onnx.NodeProto) -> list:
         return [x.amax(dim=tuple(range(2, x.dim())), keepdim=True)]
     if op == "LRN":
         return [F.local_response_norm(x, a["size"], a.get("alpha", 1e-4), a.get("beta", 0.75), a.get("bias", 1.0))]
-    if op == "Relu":
-        return [F.relu(x)]
+    if op in _UNARY:
+        return [_UNARY[op](x)]
     if op == "LeakyRelu":
         return [F.leaky_relu(x, a.get("alpha", 0.01))]
-    if op == "Sigmoid":
-        return [torch.sigmoid(x)]
-    if op == "Tanh":
-        return [torch.tanh(x)]
+    if op == "Gelu":
+        return [F.gelu(x, approximate=a.get("approximate", "none"))]
+    if op == "HardSigmoid":
+        return [torch.clamp(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0)]
+    if op == "Pow":
+        base, exponent = _same_kind(x, ins[1])
+        return [torch.pow(base, exponent)]
     if op == "Clip":
         lo, hi = (a.get("min"), a.get("max")) if opset < 11 else (
             ins[1] if len(ins) > 1 else None, ins[2] if len(ins) > 2 else None)
         return [torch.clamp(x, None if lo is None else float(lo), None if hi is None else float(hi))]
     if op in ("Add", "Sub", "Mul", "Div"):
-        fn = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div}[op]
-        y = ins[1]
-        if x.is_floating_point() != y.is_floating_point():
-            x, y = x.double(), y.double()
-        return [fn(x, y)]
+        x, y = _same_kind(x, ins[1])
+        if op == "Div" and not x.is_floating_point():
+            return [torch.div(x, y, rounding_mode="trunc")]
+        return [{"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div}[op](x, y)]
+    if op == "Equal":
+        return [torch.eq(*_same_kind(x, ins[1]))]
+    if op == "Where":
+        return [torch.where(x.bool(), *_same_kind(ins[1], ins[2]))]
+    if op == "Expand":
+        shape = torch.broadcast_shapes(tuple(x.shape), tuple(_ints(ins[1])))
+        return [x.expand(shape)]
     if op == "Sum":
         return [sum(ins[1:], ins[0])]
     if op == "Gemm":
@@ -138,7 +251,17 @@ def _run(op: str, ins: list, a: dict, opset: int, node: onnx.NodeProto) -> list:
         y = a.get("alpha", 1.0) * A @ B
         return [y + a.get("beta", 1.0) * ins[2] if len(ins) > 2 and ins[2] is not None else y]
     if op == "MatMul":
-        return [ins[0] @ ins[1]]
+        return [torch.matmul(ins[0], ins[1])]
+    if op == "Einsum":
+        return [torch.einsum(a["equation"].decode() if isinstance(a["equation"], bytes) else a["equation"], *ins)]
+    if op == "LayerNormalization":
+        return _layer_norm(ins, a)
+    if op == "Attention":
+        return _attention(ins, a)
+    if op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceSumSquare"):
+        return [_reduce(op, x, _axes(ins, a, 13 if op == "ReduceSum" else 18, opset), a)]
+    if op == "Split":
+        return _split(x, ins, a, opset, len(node.output))
     if op == "BatchNormalization":
         scale, bias, mean, var = ins[1:5]
         shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -146,8 +269,8 @@ def _run(op: str, ins: list, a: dict, opset: int, node: onnx.NodeProto) -> list:
         return [y * scale.reshape(shape) + bias.reshape(shape)]
     if op in ("Dropout", "Identity"):
         return [x, None]
-    if op == "Softmax":
-        return [torch.softmax(x, dim=a.get("axis", 1 if opset < 13 else -1))]
+    if op in ("Softmax", "LogSoftmax"):
+        return [_softmax(x, a, opset, log=op == "LogSoftmax")]
     if op == "Flatten":
         axis = a.get("axis", 1)
         return [x.reshape(int(np.prod(x.shape[:axis])), -1)]
@@ -168,12 +291,15 @@ def _run(op: str, ins: list, a: dict, opset: int, node: onnx.NodeProto) -> list:
         axes = list(a.get("axes", [])) if opset < 13 else (_ints(ins[1]) if len(ins) > 1 else [])
         return [x.squeeze(tuple(axes)) if axes else x.squeeze()]
     if op == "Shape":
-        return [torch.tensor(list(x.shape), dtype=torch.int64)]
+        return [torch.tensor(list(x.shape)[a.get("start", 0):a.get("end", x.dim())], dtype=torch.int64)]
     if op == "Gather":
-        return [torch.index_select(x, a.get("axis", 0), ins[1].reshape(-1)).reshape(
-            x.shape[:a.get("axis", 0)] + ins[1].shape + x.shape[a.get("axis", 0) + 1:])]
+        axis = a.get("axis", 0) % x.dim()
+        index = ins[1].long() % x.shape[axis]
+        return [torch.index_select(x, axis, index.reshape(-1)).reshape(
+            x.shape[:axis] + index.shape + x.shape[axis + 1:])]
     if op == "Cast":
-        return [x.double() if a["to"] in (1, 11) else x.long()]
+        to = a["to"]
+        return [x.double() if to in (1, 10, 11, 16) else x.bool() if to == onnx.TensorProto.BOOL else x.long()]
     if op == "Pad":
         pads = list(a["pads"]) if opset < 11 else _ints(ins[1])
         value = float(a.get("value", 0.0)) if opset < 11 else (
@@ -189,7 +315,10 @@ def _run(op: str, ins: list, a: dict, opset: int, node: onnx.NodeProto) -> list:
             steps = _ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
         index = [slice(None)] * x.dim()
         for st, en, ax, sp in zip(starts, ends, axes, steps):
-            index[ax % x.dim()] = slice(st, None if (sp < 0 and en < -x.shape[ax % x.dim()]) else en, sp)
+            size = x.shape[ax % x.dim()]
+            if sp > 0:  # exporters write INT64_MAX for "to the end", which torch warns about
+                st, en = (min(max(v, -size), size) for v in (st, en))
+            index[ax % x.dim()] = slice(st, None if (sp < 0 and en < -size) else en, sp)
         if any(sp < 0 for sp in steps):
             return [torch.from_numpy(x.detach().numpy()[tuple(index)].copy())]
         return [x[tuple(index)]]

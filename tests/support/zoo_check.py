@@ -3,11 +3,13 @@
 For each model: canonicalisation keeps the logits (vs ONNX Runtime on the original graph), the gradient equals an
 independent float64 reference (PyTorch autograd on the original graph, :mod:`tests.support.torch_reference`),
 LRP-0 equals gradient×input on ReLU/max-pool nets (not with LRN or saturating activations, where LRP passes
-relevance through units whose gradient is zero), and every method asked for gives finite relevance of the input's
+relevance through units whose gradient is zero, nor with LayerNorm, softmax, GELU and other smooth non-linearities of
+transformers, which are not piecewise linear), and every method asked for gives finite relevance of the input's
 shape. ``tests/test_zoo.py`` asserts every row; ``python -m tools.zoo_report`` prints them as a table.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,8 +25,17 @@ from explainer.onnx_io import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 #: ops under which LRP-0 = gradient×input does not hold by design: LRP passes relevance through LRN and through
-#: saturating activations (a ReLU6 unit above 6 has zero gradient but passes relevance), and smooth activations
-NO_LRP0_IDENTITY = {"LRN", "Clip", "Sigmoid", "Tanh", "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "Softsign"}
+#: saturating activations (a ReLU6 unit above 6 has zero gradient but passes relevance), and through smooth
+#: non-linearities (activations, LayerNorm's normalisation, softmax, attention), whose gradient is not their
+#: output over their input; a softmax at the output is left out before this is decided
+NO_LRP0_IDENTITY = {"LRN", "Clip", "Sigmoid", "Tanh", "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "Softsign",
+                    "Mish", "Erf", "Gelu", "Pow", "Sqrt", "Exp", "Log", "Reciprocal", "LayerNormalization", "Softmax",
+                    "LogSoftmax", "Attention"}
+#: networks of :mod:`tests.support.transformer_models` in the report, per exporter: ViTs (exact and tanh GELU,
+#: written-out and ``scaled_dot_product_attention`` attention, a DeiT distillation token), MobileNetV3 and ConvNeXt
+#: (both ways of writing a LayerNorm over channels)
+TRANSFORMERS = {"legacy": ("vit", "vit-tanh", "deit", "mobilenetv3", "convnext-conv"),
+                "dynamo": ("vit", "vit-sdpa", "mobilenetv3", "convnext")}
 #: what a source gives: an ONNX file or a model
 Model = str | Path | onnx.ModelProto
 
@@ -41,6 +52,7 @@ class Row:
     gradient_cosine: float | None = None
     gradient_max_rel: float | None = None
     lrp0_cosine: float | None = None
+    lrp0_na: str = ""
     methods_ok: list[str] = field(default_factory=list)
     methods_failed: dict[str, str] = field(default_factory=dict)
     build_s: float = 0.0
@@ -66,7 +78,19 @@ def model_sources() -> dict[str, Callable[[], Model]]:
     sources["tf2onnx/small_nhwc"] = lambda: ROOT / "graphs" / "tf2onnx_small.onnx"
     sources["trained/digits_cnn"] = lambda: ROOT / "graphs" / "digits_cnn.onnx"
     sources["trained/efficientnet_lite0"] = efficientnet_path
+    sources["trained/digits_vit"] = lambda: ROOT / "graphs" / "digits_vit.onnx"
+    for exporter, names in TRANSFORMERS.items():
+        for net in names:
+            sources[f"torch-{exporter}/{net}"] = (lambda net=net, exporter=exporter: transformer_export(net, exporter))
     return sources
+
+
+def transformer_export(name: str, exporter: str) -> onnx.ModelProto:
+    """Network ``name`` of :mod:`tests.support.transformer_models` exported afresh by ``exporter`` (a second or two;
+    ``graphs.export`` checks it against torch) into a temporary folder, loaded with its weights."""
+    from tests.support.transformer_models import Exports
+    with tempfile.TemporaryDirectory(prefix="explainer-zoo-") as tmp:
+        return onnx.load(str(Exports(tmp)(name, exporter)))
 
 
 def input_range(ex: Explainer) -> tuple[np.ndarray | float, np.ndarray | float]:
@@ -118,6 +142,7 @@ def check(name: str, source: Model | Callable[[], Model], *, methods: Sequence[s
         grad = ex.explain(x)
         row.explain_s = time.perf_counter() - t
         plain = _without_final_softmax(model)
+        row.lrp0_na = ", ".join(sorted(NO_LRP0_IDENTITY & {n.op_type for n in plain.graph.node}))
         sess = ort.InferenceSession(plain.SerializeToString(), providers=["CPUExecutionProvider"])
         ref_logits = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i:i + 1]})[0].reshape(1, -1)
                                      for i in range(batch)])
@@ -139,7 +164,7 @@ def check(name: str, source: Model | Callable[[], Model], *, methods: Sequence[s
                 if not np.all(np.isfinite(e.relevance)) or e.relevance.shape != x.shape:
                     raise ValueError("non-finite relevance or wrong shape")
                 row.methods_ok.append(method)
-                if method == "lrp-0" and not NO_LRP0_IDENTITY & set(ops):
+                if method == "lrp-0" and not row.lrp0_na:
                     row.lrp0_cosine = cosine(e.relevance, explained("gradient-x-input").relevance)
             except Exception as exc:  # recorded per method, the report goes on
                 row.methods_failed[method] = f"{type(exc).__name__}: {str(exc)[:120]}"
@@ -150,6 +175,14 @@ def check(name: str, source: Model | Callable[[], Model], *, methods: Sequence[s
 
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
+
+
+def _not_checked(row: Row) -> str:
+    """Why a row has no LRP-0 = gradient×input cosine: the ops under which it does not hold (up to three)."""
+    if not row.lrp0_na:
+        return "–"
+    ops = row.lrp0_na.split(", ")
+    return f"n/a ({', '.join(ops[:3])}{', …' if len(ops) > 3 else ''})"
 
 
 def markdown(rows: list[Row]) -> str:
@@ -163,6 +196,6 @@ def markdown(rows: list[Row]) -> str:
         status = "green" if r.green else ("ERROR: " + r.error if r.error else "red")
         lines.append(f"| {r.name} | {r.nodes} | {r.ops} | {r.changes} | {_fmt(r.logits_diff, '.1e')} | "
                      f"{_fmt(r.gradient_cosine, '.6f')} ({_fmt(r.gradient_max_rel, '.1e')}) | "
-                     f"{_fmt(r.lrp0_cosine, '.6f') if r.lrp0_cosine is not None else 'n/a (LRN/saturating)'} | "
+                     f"{_fmt(r.lrp0_cosine, '.6f') if r.lrp0_cosine is not None else _not_checked(r)} | "
                      f"{methods} | {r.build_s:.1f} | {r.explain_s:.2f} | {status} |")
     return "\n".join(lines)
