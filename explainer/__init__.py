@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Explainer": "explainer.api",
     "Explanation": "explainer.api",
+    "LowConservationWarning": "explainer.api",
     "METHODS": "explainer.lrp.composites",
     "Composite": "explainer.lrp.composites",
     "make_composite": "explainer.lrp.composites",
@@ -38,6 +39,7 @@ __all__ = [
     "ExplainerError",
     "Explanation",
     "InputError",
+    "LowConservationWarning",
     "METHODS",
     "ModelError",
     "OutputError",

@@ -69,8 +69,9 @@ def test_only_the_runtime_imports_onnxruntime():
 
 
 def test_a_forward_graph_onnx_runtime_cannot_run_is_a_model_error_and_changes_nothing(monkeypatch):
-    """Verification neither retries nor rewrites the canonical graph when ONNX Runtime fails: one ModelError naming
-    the model, and the graph's recorded changes stay what the front end said."""
+    """The forward graph is built only when forward() is first called (the constructor verifies the relevance
+    graph's own logits); when ONNX Runtime fails on it: one ModelError naming the model, no retry, and the graph's
+    recorded changes stay what the front end said. explain() never needs it."""
     import explainer.api as api
     from explainer.frontend.canonicalise import canonicalise
     from explainer.onnx_io import load_model
@@ -85,8 +86,11 @@ def test_a_forward_graph_onnx_runtime_cannot_run_is_a_model_error_and_changes_no
         return model
 
     monkeypatch.setattr(api, "build_forward_model", broken)
-    with pytest.raises(api.ModelError, match=r"digits_cnn\.onnx: ONNX Runtime cannot run the rewritten forward graph"):
-        Explainer(DIGITS, "gradient")
+    ex = Explainer(DIGITS, "gradient")
+    x = np.zeros((2, 1, 32, 32), np.float32)
+    assert ex.explain(x).target.shape == (2,) and seen == []
+    with pytest.raises(api.ModelError, match=r"digits_cnn\.onnx: ONNX Runtime cannot load the forward graph"):
+        ex.forward(x)
     assert len(seen) == 1
     assert seen[0][1] == canonicalise(load_model(DIGITS)[0], str(DIGITS)).changes
 

@@ -140,3 +140,17 @@ def test_audit_of_a_real_evaluation_tells_a_good_heatmap_from_a_bad_one() -> Non
                                   progress=False)
     assert audit_decision(evaluation, "good", min_gain=5.0).passed
     assert not audit_decision(evaluation, "bad", min_gain=0.0).passed
+
+
+def test_a_baseline_explained_from_another_seed_is_not_comparable() -> None:
+    current, previous = report({"lrp": 0.8, "random": 0.1}), report({"lrp": 0.8})
+    current["methods"]["lrp"]["seed"] = "one-hot"
+    previous["methods"]["lrp"]["seed"] = "logit"
+    outcome = audit_decision(current, "lrp", min_gain=0.0, baseline=previous)
+    assert not outcome.passed and len(outcome.reasons) == 1
+    assert "from the logit seed, this run from the one-hot seed" in outcome.reasons[0]
+    previous["methods"]["lrp"]["seed"] = "one-hot"
+    assert audit_decision(current, "lrp", min_gain=0.0, baseline=previous).passed
+    del previous["methods"]["lrp"]["seed"]                  # a baseline written before seeds were recorded
+    assert audit_decision(current, "lrp", min_gain=0.0, baseline=previous).passed
+    assert "Method under audit: `lrp` (relevance seed: one-hot)." in audit_markdown(outcome, current)

@@ -1,9 +1,13 @@
 """End-to-end tests of ``explainer evaluate`` and ``explainer audit`` on the shipped digits CNN, in-process through
 ``explainer.cli.main``: the documented aopc.json / report.json structure, the printed table, exit codes, baselines,
-and the science check that LRP beats the random order on the trained model.
+and the science check that LRP beats the random order on the trained model. Then what a new user meets: steps and
+region scaled to the input (and impossible ones refused before any explanation), the forward passes announced, the
+random baseline computed only when asked for, the relevance seed (``--seed-mode``, ``Explainer(seed=...)``),
+``check --size``, defaults in every ``--help``, and no output folder left by a failed run.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -13,10 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explainer import evaluate
+import explainer.cli.evaluate
+from explainer import Explainer, InputError, evaluate
+from explainer.cli import COMMANDS, build_parser
+from explainer.evaluation.region_perturbation import compare_heatmaps, forward_passes
+from explainer.evaluation.regions import max_regions, order_regions, plan_regions, scaled_region, scaled_steps
 from explainer.images.preprocess import load_batch, preprocessing
 from tests.support.cli import run_cli
-from tests.support.paths import DIGITS, DIGITS_SPEC, EXAMPLES
+from tests.support.paths import DIGITS, DIGITS_SPEC, EXAMPLES, digit_path
 
 IMAGES = sorted(EXAMPLES.glob("digit_*.png"))
 METHODS = ("epsilon-plus-flat", "gradient", "random")
@@ -264,3 +272,226 @@ def test_audit_bad_input_exits_2(tmp_path):
     code, _, stderr = audit(tmp_path / "r2", "--max-drop", "0.1")
     assert code == 2 and "--max-drop needs --baseline" in stderr
     assert not (tmp_path / "r2" / "report.json").exists()
+
+
+# ---------------------------------------------------------------------------------- protocol scaled to the input
+
+
+def test_scaled_protocol_keeps_the_paper_at_224_and_fits_small_inputs():
+    assert (scaled_region(224, 224), scaled_steps(224, 224, 9)) == (9, 100)         # Samek et al.'s protocol
+    assert (scaled_region(32, 32), scaled_steps(32, 32, 2)) == (2, 64)              # 64 of the 256 2×2 regions
+    assert scaled_region(299, 400) == 13 and scaled_region(1, 1) == 1 and scaled_steps(1, 1, 1) == 1
+    assert plan_regions(32, 32).describe() == "region 2×2 px and 64 steps, scaled to the 32×32 input"
+    assert plan_regions(32, 32, region=4).describe() == \
+        "region 4×4 px (as given) and 16 steps (scaled to the 32×32 input)"
+    assert plan_regions(32, 32, steps=10).describe() == \
+        "region 2×2 px (scaled to the 32×32 input) and 10 steps (as given)"
+    assert plan_regions(32, 32, steps=10, region=4).describe() == "region 4×4 px and 10 steps, as given"
+    with pytest.raises(InputError, match=r"only 9 non-overlapping 9×9 regions; steps=100 needs .*steps=9 or fewer or "
+                                         r"region=3 \(100 regions\) or leave both out .*\(region=2, steps=64\)"):
+        plan_regions(32, 32, steps=100, region=9)
+
+
+@pytest.mark.parametrize("height, width", [(8, 8), (28, 28), (32, 48), (64, 64), (100, 37), (224, 224)])
+def test_scaled_steps_never_run_out_of_regions(height, width):
+    """The default steps fit the fixed grid (a quarter of its regions) and the sliding grid's greedy exclusion,
+    whatever the heatmap: random ones, and ramps that make the greedy picks as scattered as they get."""
+    region = scaled_region(height, width)
+    assert scaled_steps(height, width, region) <= max(1, max_regions(height, width, region) // 4)
+    steps = scaled_steps(height, width, region, "sliding")
+    rows, cols = np.mgrid[:height, :width]
+    heatmaps = np.concatenate([np.random.default_rng(0).random((3, height, width)),
+                               np.stack([rows + cols, (rows * 7 + cols * 13) % 11, -(rows - cols) ** 2])])
+    for order in ("morf", "lerf"):
+        origins = order_regions(heatmaps, steps, size=region, order=order, grid="sliding")
+        assert origins.shape == (6, steps, 2)
+
+
+@pytest.mark.parametrize("perturb, orders, include_random", [("uniform", ("morf",), True),
+                                                               ("zero", ("morf", "lerf"), True),
+                                                               ("uniform", ("morf", "lerf"), False)])
+def test_forward_passes_are_what_the_comparison_scores(perturb, orders, include_random):
+    weights = np.random.default_rng(1).normal(size=(3, 1, 12, 12))
+    scored = []
+
+    def model(x):
+        scored.append(len(x))
+        return np.einsum("bchw,kchw->bk", x, weights)
+
+    images = np.random.default_rng(2).random((3, 1, 12, 12)).astype(np.float32)
+    maps = np.random.default_rng(3).random((3, 12, 12))
+    compare_heatmaps(model, images, {"a": maps, "b": -maps}, orders=orders, include_random=include_random, steps=4,
+                     region=3, perturb=perturb, low=0.0, high=1.0, repeats=3, batch_size=5, progress=False)
+    assert sum(scored) == forward_passes(3, 4, methods=2, orders=len(orders), repeats=3,
+                                         random_perturbation=perturb == "uniform", include_random=include_random)
+
+
+def test_evaluate_defaults_scale_to_the_input_and_skip_an_unasked_random_baseline(tmp_path):
+    out = tmp_path / "scaled"
+    code, stdout, stderr = run_cli(["evaluate", DIGITS, IMAGES[3], IMAGES[7], "--methods", "gradient", "--repeats", "1",
+                                    "--out", out])
+    assert code == 0, stderr
+    report = json.loads((out / "aopc.json").read_text(encoding="utf-8"))
+    settings = report["settings"]
+    assert (settings["steps"], settings["region"]) == (64, 2)
+    assert settings["region_choice"] == "region 2×2 px and 64 steps, scaled to the 32×32 input"
+    announced = stdout.splitlines()[0]
+    assert "region 2×2 px and 64 steps, scaled to the 32×32 input" in announced
+    assert announced.endswith(": 130 forward passes")                   # 2 images × (1 + 64 steps × 1 run)
+    assert list(report["methods"]) == ["gradient"] and "random" not in announced
+    assert "gradient MoRF" in stderr and "random" not in stderr          # the baseline was never computed
+    check_entry("gradient", report["methods"]["gradient"], steps=64, n_images=2, lerf=False)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "audit"])
+@pytest.mark.parametrize("options, fragments", [
+    (["--steps", "100", "--region", "9"], ["a 32×32 input holds only 9 non-overlapping 9×9 regions; --steps 100",
+                                           "--steps 9 or fewer", "--region 3 (100 regions)",
+                                           "leave both out for values scaled to the input (--region 2, --steps 64)"]),
+    (["--steps", "300"], ["256 non-overlapping 2×2 regions (the region scaled to the input); --steps 300",
+                          "--steps 256 or fewer or --region 1 (1024 regions)"]),
+    (["--region", "40"], ["--region 40 is larger than the 32×32 input; use --region 32 or less"]),
+])
+def test_a_protocol_that_cannot_work_fails_before_any_explanation(tmp_path, monkeypatch, command, options, fragments):
+    def never(*args, **kwargs):
+        pytest.fail("images were loaded or explained before the protocol was checked")
+
+    monkeypatch.setattr(explainer.cli.evaluate, "load_batch", never)
+    monkeypatch.setattr(explainer.cli.evaluate, "Explainer", never)
+    folder = "--report" if command == "audit" else "--out"
+    code, stdout, stderr = run_cli([command, DIGITS, EXAMPLES, *options, folder, tmp_path / "out"])
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1 and stderr.startswith("explainer: error: ")
+    for fragment in fragments:
+        assert fragment in stderr, (fragment, stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_api_checks_the_protocol_before_explaining(monkeypatch):
+    x, _ = load_batch(IMAGES[:2], DIGITS_SPEC, preprocessing("unit", channels=1))
+    monkeypatch.setattr(Explainer, "explain", lambda *a, **k: pytest.fail("explained before the protocol check"))
+    with pytest.raises(InputError, match=r"steps=100 needs .* region=3 \(100 regions\)"):
+        evaluate(str(DIGITS), x, ["gradient"], low=0.0, high=1.0, steps=100, region=9, provider="cpu",
+                 progress=False)
+
+
+def test_progress_bars_name_the_method_and_order(capsys):
+    maps = np.random.default_rng(0).random((2, 9, 9))
+    images = np.ones((2, 1, 9, 9), np.float32)
+    compare_heatmaps(lambda x: x.reshape(len(x), -1)[:, :2], images, {"lrp": maps}, steps=2, region=3,
+                     perturb="zero", repeats=2, progress=True)
+    err = capsys.readouterr().err
+    assert "lrp MoRF" in err and "random order" in err and "random random" not in err
+
+
+# ---------------------------------------------------------------------------------------------- relevance seed
+
+
+def test_one_hot_seed_is_the_logit_seed_divided_by_the_logit():
+    """With a negative target logit, the logit seed flips the map's sign; the one-hot seed does not."""
+    x, _ = load_batch([digit_path(3)], DIGITS_SPEC, preprocessing("unit", channels=1))
+    logit_seeded = Explainer(DIGITS, provider="cpu")
+    one_hot = Explainer(DIGITS, provider="cpu", seed="one-hot")
+    assert (logit_seeded.seed, one_hot.seed, one_hot.method) == ("logit", "one-hot", "epsilon-plus-flat")
+    logits = logit_seeded.forward(x)[0]
+    for target in (int(np.argmax(logits)), int(np.argmin(logits))):
+        a, b = logit_seeded.explain(x, target), one_hot.explain(x, target)
+        assert (a.seed, b.seed) == ("logit", "one-hot")
+        scale = float(np.abs(a.relevance).max())
+        np.testing.assert_allclose(a.relevance, logits[target] * b.relevance, rtol=0, atol=1e-5 * scale)
+        np.testing.assert_allclose(a.conservation, b.conservation, rtol=1e-4)
+    assert logits.min() < 0 and np.sign(a.relevance.sum()) == -np.sign(b.relevance.sum())
+    gradient = one_hot.with_method("gradient")
+    assert gradient.seed == "one-hot" and gradient.with_method("gradient", seed="logit").seed == "logit"
+    times_logit = logit_seeded.with_method("gradient", seed="logit").explain(x)
+    plain = logit_seeded.with_method("gradient").explain(x)
+    np.testing.assert_allclose(times_logit.relevance, logits.max() * plain.relevance, rtol=0,
+                               atol=1e-5 * float(np.abs(times_logit.relevance).max()))
+
+
+def test_a_bad_seed_is_refused_before_loading_the_model():
+    with pytest.raises(InputError, match="seed must be 'logit', 'one-hot' or None"):
+        Explainer("no-such-model.onnx", seed="zero")
+
+
+def test_evaluate_records_the_seed_of_every_method(tmp_path):
+    common = [DIGITS, IMAGES[3], IMAGES[7], "--methods", "epsilon-plus-flat,gradient", "--steps", "4", "--region",
+              "4", "--repeats", "1"]
+    code, _, stderr = run_cli(["evaluate", *common, "--out", tmp_path / "own"])
+    assert code == 0, stderr
+    own = json.loads((tmp_path / "own" / "aopc.json").read_text(encoding="utf-8"))
+    assert own["settings"]["seed_mode"] == "method default"
+    assert {m: e["seed"] for m, e in own["methods"].items()} == {"epsilon-plus-flat": "logit", "gradient": "one-hot"}
+    code, _, stderr = run_cli(["evaluate", *common, "--seed-mode", "one-hot", "--out", tmp_path / "one"])
+    assert code == 0, stderr
+    one = json.loads((tmp_path / "one" / "aopc.json").read_text(encoding="utf-8"))
+    assert one["settings"]["seed_mode"] == "one-hot"
+    assert {m: e["seed"] for m, e in one["methods"].items()} == {"epsilon-plus-flat": "one-hot", "gradient": "one-hot"}
+    # the predicted logits are positive: dividing the heatmaps by them leaves the MoRF order and the curve as they are
+    curves = [report["methods"]["epsilon-plus-flat"]["curve"] for report in (one, own)]
+    np.testing.assert_allclose(*curves, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- flags
+
+
+def _dynamic_model(tmp_path: Path) -> Path:
+    import onnx
+
+    from tests.support.onnx_graphs import G
+    g = G()
+    pooled = g.node("GlobalAveragePool", [g.node("Relu", [g.conv("x", 1, 2, pads=[1, 1, 1, 1])])])
+    out = g.node("Gemm", [g.node("Flatten", [pooled], axis=1), g.w((4, 2))], transB=1)
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(g.model(["N", 1, "H", "W"], out), path)
+    return path
+
+
+def test_check_takes_size_like_the_other_commands(tmp_path):
+    model = _dynamic_model(tmp_path)
+    code, stdout, stderr = run_cli(["check", model])
+    assert code == 2 and "--size" in stderr and stdout.startswith("result: cannot be explained")
+    for size in (["--size", "32"], ["--size", "16x24"], ["--input-shape", "1", "32", "32"]):
+        code, stdout, stderr = run_cli(["check", model, *size])
+        assert code == 0 and stdout.startswith("result: can be explained"), (size, stderr)
+    code, _, stderr = run_cli(["check", model, "--size", "32", "--input-shape", "1", "32", "32"])
+    assert code == 2 and "not allowed with" in stderr
+    code, _, stderr = run_cli(["check", DIGITS, "--size", "30"])
+    assert code == 2 and "fixed height of 32" in stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_shows_its_default_in_help(command):
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    missing = [a.option_strings[-1] for a in sub._actions
+               if a.option_strings and a.nargs != 0 and not a.required and "default" not in (a.help or "")]
+    assert missing == []
+    text = " ".join(sub.format_help().split())
+    expected = {"evaluate": ["default morf", "perturbed images per ONNX Runtime run (default 128)", "--seed-mode"],
+                "audit": ["method under audit (default: epsilon-plus-flat)", "--seed-mode"],
+                "check": ["--size N|HxW", "--input-shape"]}
+    for fragment in expected.get(command, []):
+        assert fragment in text, fragment
+
+
+# ---------------------------------------------------------------------------------------------- failed runs
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate", "audit"])
+@pytest.mark.parametrize("broken", ["model", "image"])
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_run_leaves_no_output_folder_behind(tmp_path, command, broken, existing):
+    """A folder that did not exist before a failed run does not exist after it; one that did is left as it was."""
+    model, image = tmp_path / "model.onnx", tmp_path / "image.png"
+    model.write_bytes(DIGITS.read_bytes() if broken == "image" else b"not a model")
+    image.write_bytes(digit_path(3).read_bytes() if broken == "model" else b"not an image")
+    out = tmp_path / "results" / "nested"
+    if existing:
+        out.mkdir(parents=True)
+    folder = "--report" if command == "audit" else "--out"
+    code, _, stderr = run_cli([command, model, image, folder, out])
+    assert code == 2 and stderr.startswith("explainer: error: ")
+    assert (model if broken == "model" else image).name in stderr
+    if existing:
+        assert out.is_dir() and not any(out.iterdir())
+    else:
+        assert not (tmp_path / "results").exists()

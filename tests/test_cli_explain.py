@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,11 @@ import pytest
 from PIL import Image
 
 from explainer import Explainer
+from explainer.api import LowConservationWarning
 from explainer.cli import main
 from explainer.images.preprocess import load_batch, preprocessing
 from explainer.images.spec import InputSpec
+from explainer.pictures.heatmaps import heatmap
 from tests.support.paths import DIGITS, DIGITS_SPEC, EXAMPLES, LABELS, TF2ONNX, digit_path
 
 SELECTED = (3, 7, 0)          # example digits explained with --sr
@@ -79,10 +83,16 @@ def test_explain_sr_writes_every_documented_file(sr_run):
         stem = f"digit_{k}"
         expected |= {f"{stem}.npz"} | {stem + s for s in PNG_SUFFIXES}
         data = load_npz(out / f"{stem}.npz")
-        assert set(data) == {"relevance", "logits", "target", "sr", "conservation"}
+        assert set(data) == {"relevance", "relevance_channels", "relevance_channels_layout", "logits", "target", "sr",
+                             "conservation", "seed"}
+        assert str(data["seed"]) == "logit"
         assert np.isfinite(data["conservation"])
         rel, sr = data["relevance"], data["sr"]
         assert rel.shape == (32, 32) and rel.dtype == np.float32
+        # the per-channel relevance in the model's layout (C x H x W for this NCHW model) sums to the map
+        assert str(data["relevance_channels_layout"]) == "CHW"
+        assert data["relevance_channels"].shape == (1, 32, 32) and data["relevance_channels"].dtype == np.float32
+        np.testing.assert_allclose(data["relevance_channels"].sum(axis=0), rel, rtol=0, atol=1e-6)
         assert np.all(np.isfinite(rel)) and np.abs(rel).max() > 0
         assert data["logits"].shape == (10,) and np.all(np.isfinite(data["logits"]))
         assert data["target"].shape == () and np.issubdtype(data["target"].dtype, np.integer)
@@ -91,9 +101,14 @@ def test_explain_sr_writes_every_documented_file(sr_run):
         assert sr.max() - sr.min() > 0.1, "SR map is (nearly) constant"
         for suffix in PNG_SUFFIXES:
             with Image.open(out / f"{stem}{suffix}") as im:
-                assert im.size == (32, 32), (suffix, im.size)
+                assert im.size == (256, 256), (suffix, im.size)   # 32 x 32 enlarged 8 times by default
                 assert im.mode == "RGB", (suffix, im.mode)
                 assert np.asarray(im).std() > 0, f"{stem}{suffix} is a flat image"
+        # nearest-neighbour enlargement: every 8 x 8 block is one colour, the model-sized heatmap of the .npz map
+        with Image.open(out / f"{stem}_heatmap.png") as im:
+            big = np.asarray(im)
+        np.testing.assert_array_equal(big[::8, ::8], np.asarray(heatmap(rel)))
+        np.testing.assert_array_equal(big, np.repeat(np.repeat(big[::8, ::8], 8, axis=0), 8, axis=1))
     written = {p.name for p in out.iterdir()}
     assert expected <= written
     assert not {n for n in written if n.startswith(".explainer")}, "write probe left behind"
@@ -227,14 +242,16 @@ def test_explain_nhwc_rgb_model(tmp_path, capsys):
     assert data["relevance"].shape == (32, 32) and data["relevance"].dtype == np.float32
     assert data["logits"].shape == (10,) and data["sr"].shape == (32, 32)
     assert 0.0 <= data["sr"].min() and data["sr"].max() <= 1.0
+    assert str(data["relevance_channels_layout"]) == "HWC" and data["relevance_channels"].shape == (32, 32, 3)
     for suffix in PNG_SUFFIXES:
         with Image.open(out / f"{stem}{suffix}") as im:
-            assert im.size == (32, 32), (suffix, im.size)
+            assert im.size == (256, 256), (suffix, im.size)
     spec = InputSpec(layout="NHWC", channels=3, height=32, width=32, name="input_1")
     x, pixels = load_batch([image], spec, preprocessing("unit", channels=3))
     assert x.shape == (1, 32, 32, 3) and pixels.shape == (1, 32, 32, 3)
     e = Explainer(str(TF2ONNX), provider="cpu").explain(x)
     np.testing.assert_allclose(data["relevance"], e.relevance[0].sum(axis=-1), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(data["relevance_channels"], e.relevance[0], rtol=0, atol=1e-5)
     assert int(data["target"]) == int(e.target[0])
     # the model file ends in a Softmax; the CLI reports the pre-softmax logits whose softmax it is
     probs = original_logits(TF2ONNX, x)[0]
@@ -271,3 +288,144 @@ def test_explain_unsupported_model_error_names_the_file(tmp_path, capsys):
     code, _, stderr = run_cli(capsys, [model, digit_path(1), "--out", tmp_path / "out"])
     assert code == 2 and "Sin" in stderr
     assert str(model) in stderr, stderr
+
+
+def test_explain_picture_size_and_colorbar(tmp_path, capsys):
+    """--picture-size 0 keeps the model's 32 x 32; N enlarges by the whole factor that reaches N; --colorbar adds one
+    bar of one size to every picture, so the four still line up, above it the picture without the bar."""
+    runs = {"own": ["--picture-size", 0], "plain": ["--picture-size", 100],
+            "bar": ["--picture-size", 100, "--colorbar"]}
+    pictures = {}
+    for name, options in runs.items():
+        code, _, stderr = run_cli(capsys, [DIGITS, digit_path(4), "--sr", "--out", tmp_path / name, *options])
+        assert code == 0 and stderr == "", stderr
+        pictures[name] = {}
+        for suffix in PNG_SUFFIXES:
+            with Image.open(tmp_path / name / f"digit_4{suffix}") as im:
+                pictures[name][suffix] = np.asarray(im.convert("RGB"))
+    assert {p.shape for p in pictures["own"].values()} == {(32, 32, 3)}
+    assert {p.shape for p in pictures["plain"].values()} == {(128, 128, 3)}      # 4 x 32 is the first >= 100
+    shapes = {p.shape for p in pictures["bar"].values()}
+    assert len(shapes) == 1 and shapes.pop()[0] > 128 + 20
+    for suffix in PNG_SUFFIXES:
+        bar, plain = pictures["bar"][suffix], pictures["plain"][suffix]
+        left = (bar.shape[1] - 128) // 2
+        np.testing.assert_array_equal(bar[:128, left:left + 128], plain)
+        np.testing.assert_array_equal(plain[::4, ::4], pictures["own"][suffix])
+
+
+def test_explain_labels_from_model_metadata(tmp_path, capsys):
+    import onnx
+
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    model = onnx.load(str(DIGITS))
+    onnx.helper.set_model_props(model, {"labels": json.dumps(names)})
+    labelled = tmp_path / "labelled.onnx"
+    onnx.save(model, str(labelled))
+    code, stdout, _ = run_cli(capsys, [labelled, digit_path(3), "--top", 2, "--out", tmp_path / "a"])
+    assert code == 0 and "labels: model metadata 'labels'" in stdout
+    rows = parse_top(stdout)[str(digit_path(3))]
+    assert rows[0][:2] == (3, "three") and rows[1][1] == names[rows[1][0]]
+    # --labels wins over the metadata; names that do not fit the classes are not used, and the output says why
+    code, stdout, _ = run_cli(capsys, [labelled, digit_path(3), "--labels", LABELS, "--out", tmp_path / "b"])
+    assert code == 0 and parse_top(stdout)[str(digit_path(3))][0][1] == "3"
+    onnx.helper.set_model_props(model, {"character": "\n".join(names[:9])})
+    onnx.save(model, str(labelled))
+    code, stdout, _ = run_cli(capsys, [labelled, digit_path(3), "--out", tmp_path / "c"])
+    assert code == 0 and "class indices (model metadata 'character' has 9 names for 10 classes)" in stdout
+    assert parse_top(stdout)[str(digit_path(3))][0][1] == "3"
+
+
+def test_explain_channel_order_and_letterbox(tmp_path, capsys):
+    """--channel-order bgr with the imagenet preset and --resize letterbox --fill: the model gets the letterboxed
+    image (scaled into 32 x 20, 6 rows of fill above and below) in BGR order, normalised with the reversed mean/std."""
+    rng = np.random.default_rng(3)
+    image = tmp_path / "wide.png"
+    rgb = rng.integers(0, 256, size=(40, 64, 3), dtype=np.uint8)
+    Image.fromarray(rgb, "RGB").save(image)
+    code, stdout, _ = run_cli(capsys, [TF2ONNX, image, "--preprocess", "imagenet", "--channel-order", "bgr",
+                                       "--resize", "letterbox", "--fill", 114, 0, 255, "--out", tmp_path / "out"])
+    assert code == 0
+    assert "BGR channel order" in stdout and "resize letterbox" in stdout
+    boxed = np.empty((32, 32, 3), np.uint8)
+    boxed[...] = (114, 0, 255)
+    boxed[6:26] = np.asarray(Image.fromarray(rgb).resize((32, 20), Image.Resampling.BILINEAR))
+    bgr = boxed[..., ::-1].astype(np.float64) / 255
+    x = ((bgr - [0.406, 0.456, 0.485]) / [0.225, 0.224, 0.229]).astype(np.float32)[None]
+    probs = original_logits(TF2ONNX, x)[0]
+    logits = load_npz(tmp_path / "out" / "wide.npz")["logits"]
+    z = np.exp(logits - logits.max())
+    np.testing.assert_allclose(z / z.sum(), probs, rtol=0, atol=1e-5)
+    # a wrong order or fit gives other numbers: the options are not ignored
+    code, _, _ = run_cli(capsys, [TF2ONNX, image, "--preprocess", "imagenet", "--out", tmp_path / "plain"])
+    assert code == 0
+    assert np.abs(load_npz(tmp_path / "plain" / "wide.npz")["logits"] - logits).max() > 1e-3
+
+
+def biased_model(path: Path) -> Path:
+    """A digits-sized model whose first conv adds a bias of 50 to every output: LRP rules that give the bias its
+    share (ε, z+) bring about 1 % of the logit to the input; flat and zB, which leave the bias out, all of it."""
+    import onnx
+
+    from tests.support.onnx_graphs import G
+    g = G(seed=3)
+    conv = g.node("Conv", ["x", g.w((4, 1, 3, 3)), g.w((4,), value=np.full(4, 50.0))], kernel_shape=[3, 3],
+                  pads=[1, 1, 1, 1])
+    flat = g.node("Flatten", [g.node("Relu", [conv])], axis=1)
+    out = g.node("Gemm", [flat, g.w((10, 4 * 32 * 32), 0.01), g.w((10,), value=np.zeros(10))], transB=1)
+    onnx.save(g.model(["N", 1, 32, 32], out, opset=17), str(path))
+    return path
+
+
+def test_explain_warns_when_biases_absorb_the_relevance(tmp_path, capsys):
+    model = biased_model(tmp_path / "biased.onnx")
+    code, stdout, stderr = run_cli(capsys, [model, digit_path(3), digit_path(7), "--method", "lrp-epsilon",
+                                            "--out", tmp_path / "eps"])
+    assert code == 0
+    lines = stderr.strip().splitlines()
+    assert all(line.startswith("explainer: warning: ") for line in lines), stderr
+    named = [line for line in lines if "of the explained logit reaches the input under method 'lrp-epsilon'" in line]
+    assert [str(digit_path(3)) in named[0], str(digit_path(7)) in named[1]] == [True, True], stderr
+    advice = [line for line in lines if "try --method" in line]
+    assert len(advice) == 1 and advice[0].endswith("try --method epsilon-plus-flat"), stderr
+    assert "epsilon-gamma-box 10" in advice[0] and "epsilon-plus 1." not in advice[0], advice  # both conserve
+    for k in (3, 7):
+        assert abs(float(load_npz(tmp_path / "eps" / f"digit_{k}.npz")["conservation"])) < 0.05
+    # the method it names keeps all of it, and warns of nothing
+    code, stdout, stderr = run_cli(capsys, [model, digit_path(3), "--method", "epsilon-plus-flat",
+                                            "--out", tmp_path / "flat"])
+    assert code == 0 and stderr == ""
+    assert abs(float(load_npz(tmp_path / "flat" / "digit_3.npz")["conservation"]) - 1.0) < 1e-3
+
+
+def test_api_warns_of_vanished_relevance_once_measured(tmp_path, monkeypatch):
+    """The API's LowConservationWarning names the samples and the better methods; the alternatives are measured once
+    per explainer; the shipped digits CNN explains without it."""
+    x, _ = load_batch([digit_path(k) for k in (3, 7)], DIGITS_SPEC, preprocessing("unit", channels=1))
+    ex = Explainer(str(biased_model(tmp_path / "biased.onnx")), "epsilon-plus", provider="cpu", low=0.0, high=1.0)
+    made = []
+    original = ex.with_method
+    monkeypatch.setattr(ex, "with_method", lambda method, **kw: made.append(method) or original(method, **kw))
+    with pytest.warns(LowConservationWarning) as caught:
+        e = ex.explain(x)
+    warning = caught[0].message
+    assert list(warning.samples) == [0, 1] and np.allclose(warning.conservation, e.conservation, atol=0)
+    assert np.all(np.abs(e.conservation) < 0.05)
+    assert made == ["epsilon-plus-flat", "epsilon-gamma-box", "lrp-epsilon"]
+    assert abs(warning.alternatives["epsilon-plus-flat"] - 1.0) < 1e-3
+    assert abs(warning.alternatives["lrp-epsilon"]) < 0.05
+    assert warning.better == ["epsilon-plus-flat", "epsilon-gamma-box"]
+    assert "try 'epsilon-plus-flat'" in str(warning)
+    with pytest.warns(LowConservationWarning):
+        ex.explain(x[:1])
+    assert len(made) == 3, "alternatives measured again"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LowConservationWarning)
+        Explainer(str(DIGITS), provider="cpu").explain(x)
+
+
+def test_seed_mode_is_recorded(capsys, tmp_path):
+    code, stdout, _ = run_cli(capsys, [DIGITS, digit_path(3), "--seed-mode", "one-hot", "--out", tmp_path])
+    assert code == 0 and "seed one-hot" in stdout.splitlines()[0]
+    with np.load(tmp_path / "digit_3.npz") as d:
+        assert str(d["seed"]) == "one-hot"

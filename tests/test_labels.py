@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from explainer.errors import InputError
-from explainer.images.labels import imagenet_labels, load_labels, read_labels, top_k
+from explainer.images.labels import find_labels, imagenet_labels, load_labels, metadata_labels, read_labels, top_k
 
 
 def test_imagenet_names_in_index_order() -> None:
@@ -144,3 +144,51 @@ def test_label_names_keep_their_characters(tmp_path: Path) -> None:
     path = tmp_path / "labels.txt"
     path.write_text("cat\x1b[2J\ndog\u202e\n", encoding="utf-8")
     assert read_labels(path) == ["cat\x1b[2J", "dog\u202e"]
+
+
+@pytest.mark.parametrize("text", [
+    '["cat", "dog", "bird"]',
+    '{"2": "bird", "0": "cat", "1": "dog"}',
+    "{0: 'cat', 1: 'dog', 2: 'bird'}",                       # Ultralytics' names: a Python dict literal
+    "cat\ndog\nbird\n",
+    "cat\r\ndog\r\nbird",
+    "cat, dog ,bird",
+])
+def test_metadata_label_formats(text: str) -> None:
+    assert metadata_labels({"labels": text}, 3) == (["cat", "dog", "bird"], "model metadata 'labels'")
+
+
+def test_metadata_character_lines_are_taken_verbatim() -> None:
+    """PaddleOCR-style character lists: a space and '#' are names like any other."""
+    names, where = metadata_labels({"character": "a\n \n#"}, 3)
+    assert names == ["a", " ", "#"] and where == "model metadata 'character'"
+
+
+def test_metadata_label_keys_in_order_and_count_checked() -> None:
+    metadata = {"labels": "x,y", "explainer.labels": '["a", "b", "c"]', "character": "p\nq\nr"}
+    assert metadata_labels(metadata, 3) == (["a", "b", "c"], "model metadata 'explainer.labels'")
+    assert metadata_labels(metadata, 2) == (["x", "y"], "model metadata 'labels'")
+    names, why = metadata_labels(metadata, 5)
+    assert names is None
+    assert why == ("model metadata 'explainer.labels' has 3 names for 5 classes; model metadata 'labels' has 2 names "
+                   "for 5 classes; model metadata 'character' has 3 names for 5 classes")
+    assert metadata_labels({}, 3) == (None, "")
+
+
+@pytest.mark.parametrize("text", ["a\n\nb", '{"0": "a", "2": "b"}', "[[1], [2]]", "{0: a}", "a,,b", "[true]"])
+def test_metadata_labels_that_are_no_list_of_names(text: str) -> None:
+    names, why = metadata_labels({"labels": text}, 2)
+    assert names is None and why == "model metadata 'labels' is not a list of names"
+
+
+def test_find_labels_prefers_the_file_then_metadata_then_imagenet(tmp_path: Path) -> None:
+    path = tmp_path / "labels.txt"
+    path.write_text("one\ntwo\n", encoding="utf-8")
+    metadata = {"labels": '["a", "b"]'}
+    assert find_labels(path, 2, metadata) == (["one", "two"], f"labels file {path}")
+    assert find_labels(None, 2, metadata) == (["a", "b"], "model metadata 'labels'")
+    assert load_labels(None, 2, metadata) == ["a", "b"]
+    assert find_labels(None, 2) == (None, "class indices")
+    assert find_labels(None, 3, metadata) == (None, "class indices (model metadata 'labels' has 2 names for 3 classes)")
+    names, where = find_labels(None, 1000, metadata)
+    assert names == imagenet_labels() and where.startswith("ImageNet-1k names (model metadata 'labels' has 2 names")

@@ -9,9 +9,12 @@ from explainer.errors import InputError
 from explainer.images.preprocess import (
     PRESETS,
     Preprocessing,
+    fit_image,
     from_model_input,
     input_bounds,
     load_batch,
+    model_preprocessing,
+    model_resize,
     preprocessing,
     resize_center_crop,
     to_model_input,
@@ -259,6 +262,99 @@ def test_load_batch_end_to_end(tmp_path) -> None:
     np.testing.assert_allclose(x[1], 60 / 255, atol=1e-6)
     with pytest.raises(InputError, match="1 channel"):
         load_batch([tmp_path / "0.png"], InputSpec("NCHW", 1), prep, size=16)
+
+
+# ------------------------------------------------------------------------------- channel order and resize modes
+def test_channel_order_bgr_for_imagenet_reverses_pixels_and_statistics() -> None:
+    """An ImageNet model trained on OpenCV's BGR images: channel 0 is blue, normalised with blue's mean and std."""
+    prep = preprocessing("imagenet", channel_order="BGR")
+    assert prep.bgr and prep.channel_order == "bgr"
+    assert prep.mean == (0.406, 0.456, 0.485) and prep.std == (0.225, 0.224, 0.229)
+    x = to_model_input(IMAGE, prep, "NHWC")
+    np.testing.assert_allclose(x, hand_nhwc("imagenet")[..., ::-1], **TOL)
+    assert x[0, 0, 0, 0] == pytest.approx((1 - 0.406) / 0.225, abs=1e-5)  # B of pixel (0,0) = 255
+    assert "BGR channel order" in prep.describe() and "BGR" not in preprocessing("imagenet").describe()
+    # from_model_input inverts it, and the input bounds follow the order
+    np.testing.assert_array_equal(from_model_input(x, prep, "NHWC")[0], IMAGE)
+    low, _ = input_bounds(prep, 3)
+    np.testing.assert_allclose(low, -np.array([0.406, 0.456, 0.485]) / np.array([0.225, 0.224, 0.229]), **TOL)
+
+
+def test_channel_order_rgb_for_caffe_and_overrides_in_model_order() -> None:
+    rgb = preprocessing("caffe", channel_order="rgb")
+    assert not rgb.bgr and rgb.mean == tuple(CAFFE_BGR_MEAN[::-1])
+    np.testing.assert_allclose(to_model_input(IMAGE, rgb, "NHWC")[0], IMAGE - CAFFE_BGR_MEAN[::-1], **TOL)
+    # the preset's own order is kept when it is asked for, and --mean is taken in the model's order
+    assert preprocessing("caffe", channel_order="bgr") == preprocessing("caffe")
+    custom = preprocessing("unit", channel_order="bgr", mean=[0.1, 0.2, 0.3])
+    np.testing.assert_allclose(to_model_input(IMAGE, custom, "NHWC")[0], IMAGE[..., ::-1] / 255 - [0.1, 0.2, 0.3],
+                               **TOL)
+    # a one-channel model has no order to change
+    assert not preprocessing("imagenet", channels=1, channel_order="bgr").bgr
+    with pytest.raises(InputError, match="unknown channel order 'gbr'.*rgb, bgr"):
+        preprocessing("imagenet", channel_order="gbr")
+
+
+def test_model_metadata_gives_channel_order_and_resize_defaults() -> None:
+    metadata = {"explainer.preprocess": "imagenet", "explainer.channel_order": "bgr", "explainer.resize": "letterbox",
+                "explainer.fill": "114, 114, 114"}
+    assert model_preprocessing(metadata, 3).bgr
+    assert not model_preprocessing(metadata, 3, channel_order="rgb").bgr     # the option wins
+    assert model_resize(metadata) == ("letterbox", (114, 114, 114))
+    assert model_resize(metadata, "stretch", 0) == ("stretch", 0)
+    assert model_resize({}) == ("center-crop", 0)
+    with pytest.raises(InputError, match="model metadata 'explainer.resize' is 'squash'.*center-crop, letterbox"):
+        model_resize({"explainer.resize": "squash"})
+    with pytest.raises(InputError, match="model metadata 'explainer.fill' is '300'"):
+        model_resize({"explainer.fill": "300"})
+    with pytest.raises(InputError, match="model metadata 'explainer.channel_order'"):
+        model_preprocessing({"explainer.channel_order": "bgra"}, 3)
+
+
+def test_letterbox_keeps_the_whole_image_centred_on_the_fill() -> None:
+    wide = np.random.default_rng(4).integers(0, 256, size=(20, 40, 3), dtype=np.uint8)
+    out = fit_image(wide, 20, mode="letterbox", fill=(1, 2, 3))
+    assert out.shape == (20, 20, 3)
+    assert (out[:5] == (1, 2, 3)).all() and (out[15:] == (1, 2, 3)).all()
+    expected = np.asarray(Image.fromarray(wide).resize((20, 10), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(out[5:15], expected)
+    tall = fit_image(wide.transpose(1, 0, 2)[:, :, :1], (10, 10), mode="letterbox", fill=7)   # 40 x 20 x 1
+    assert tall.shape == (10, 10, 1) and (tall[:, :2] == 7).all() and (tall[:, 7:] == 7).all()
+    gray = fit_image(wide[..., 0], (20, 20), mode="letterbox")                              # 2-D stays 2-D
+    assert gray.shape == (20, 20) and (gray[:5] == 0).all()
+
+
+def test_stretch_scales_to_the_size_and_model_sized_images_stay_untouched() -> None:
+    image = np.random.default_rng(5).integers(0, 256, size=(30, 50, 3), dtype=np.uint8)
+    out = fit_image(image, (16, 24), mode="stretch")
+    np.testing.assert_array_equal(out, np.asarray(Image.fromarray(image).resize((24, 16), Image.Resampling.BILINEAR)))
+    for mode in ("center-crop", "letterbox", "stretch"):
+        np.testing.assert_array_equal(fit_image(image, (30, 50), mode=mode), image)
+    assert fit_image(image, 12, mode="Centre_Crop").shape == (12, 12, 3)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(mode="squash"), "unknown resize mode 'squash'"),
+    (dict(mode="letterbox", fill=256), "fill 256"),
+    (dict(mode="letterbox", fill=(1, 2)), "one integer 0..255 or 3"),
+    (dict(mode="letterbox", fill=1.5), "fill 1.5"),
+    (dict(mode="stretch", resize=20), "does not apply to resize mode 'stretch'"),
+])
+def test_fit_image_refuses_bad_options(kwargs, fragment) -> None:
+    with pytest.raises(InputError, match=fragment):
+        fit_image(np.zeros((8, 12, 3), np.uint8), 6, **kwargs)
+
+
+def test_load_batch_letterbox_and_bad_fill_before_reading(tmp_path) -> None:
+    Image.fromarray(np.full((10, 30, 3), 200, np.uint8)).save(tmp_path / "wide.png")
+    spec = InputSpec(layout="NCHW", channels=3)
+    x, pixels = load_batch([tmp_path / "wide.png"], spec, preprocessing("unit"), size=12, resize_mode="letterbox",
+                           fill=50)
+    assert pixels.shape == (1, 12, 12, 3)
+    assert (pixels[0, :4] == 50).all() and (pixels[0, 4:8] == 200).all() and (pixels[0, 8:] == 50).all()
+    np.testing.assert_allclose(x[0, :, 0, 0], 50 / 255, atol=1e-6)
+    with pytest.raises(InputError, match="fill"):
+        load_batch([tmp_path / "absent.png"], spec, preprocessing("unit"), size=12, resize_mode="letterbox", fill=-1)
 
 
 # ---------------------------------------------------------------------------------------------- memory limits

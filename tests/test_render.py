@@ -9,7 +9,17 @@ import pytest
 from PIL import Image
 
 from explainer.errors import InputError
-from explainer.pictures.heatmaps import grid, heatmap, overlay, sr_image
+from explainer.pictures.heatmaps import (
+    colorbar,
+    enlarge,
+    explanation_pictures,
+    grid,
+    heatmap,
+    heatmap_range,
+    overlay,
+    picture_scale,
+    sr_image,
+)
 
 
 def _colours(cmap: str, positions) -> np.ndarray:
@@ -148,3 +158,87 @@ def test_grid_uses_the_largest_cell_and_fewer_columns_than_requested():
         grid([])
     with pytest.raises(InputError, match="cols"):
         grid([Image.new("RGB", (2, 2))], cols=0)
+
+
+@pytest.mark.parametrize(("size", "minimum", "factor"), [
+    ((32, 32), 256, 8), ((28, 20), 256, 10), ((224, 224), 256, 2), ((300, 100), 256, 1), ((32, 32), 0, 1),
+    ((32, 32), 100, 4), ((1, 1), 1, 1)])
+def test_picture_scale_reaches_the_size_by_a_whole_factor_and_never_shrinks(size, minimum, factor):
+    assert picture_scale(*size, minimum) == factor
+    assert max(size) * factor >= minimum
+
+
+def test_picture_scale_and_enlarge_reject_bad_arguments():
+    with pytest.raises(InputError, match="non-negative"):
+        picture_scale(32, 32, -1)
+    with pytest.raises(InputError, match="height"):
+        picture_scale(0, 32)
+    with pytest.raises(InputError, match="factor"):
+        enlarge(Image.new("RGB", (2, 2)), 0)
+
+
+def test_enlarge_repeats_every_pixel_as_a_block():
+    pixels = np.random.default_rng(1).integers(0, 256, size=(3, 5, 3), dtype=np.uint8)
+    big = np.asarray(enlarge(Image.fromarray(pixels), 3))
+    assert big.shape == (9, 15, 3)
+    np.testing.assert_array_equal(big, np.repeat(np.repeat(pixels, 3, axis=0), 3, axis=1))
+
+
+def test_heatmap_range_is_the_scale_heatmap_uses():
+    relevance = np.array([[2.0, -4.0], [1.0, 0.0]])
+    assert heatmap_range(relevance) == (-4.0, 4.0)
+    assert heatmap_range(relevance, mode="positive") == (0.0, 2.0)
+    assert heatmap_range(relevance, vmax=8.0) == (-8.0, 8.0)
+    assert heatmap_range(np.zeros((2, 2))) == (-1.0, 1.0)
+    # the colour at +scale is the colormap's top, at -scale its bottom
+    low, high = heatmap_range(relevance)
+    edges = np.asarray(heatmap(np.array([[low, high]]), vmax=high)).astype(int)
+    assert np.abs(edges - _colours("seismic", [[0.0, 1.0]])).max() <= 1
+
+
+def test_colorbar_appends_a_labelled_bar_under_the_picture():
+    picture = Image.fromarray(np.full((256, 256, 3), 40, np.uint8))
+    out = colorbar(picture, low=-2.0, high=2.0, cmap="seismic", label="relevance")
+    pixels = np.asarray(out).astype(int)
+    assert out.width == 256 and out.height > 256 + 20
+    np.testing.assert_array_equal(pixels[:256], np.asarray(picture))
+    # the bar's row runs through the colormap from left to right
+    bar_rows = [r for r in range(256, out.height) if np.abs(pixels[r, 5] - _colours("seismic", 0.0)).max() <= 3]
+    assert bar_rows, "no bar row starts with the colormap's bottom colour"
+    row = pixels[bar_rows[0]]
+    assert np.abs(row[-6] - _colours("seismic", 1.0)).max() <= 3
+    assert np.abs(row[out.width // 2] - _colours("seismic", 0.5)).max() <= 12
+    # below the bar there is text: dark pixels on white
+    below = pixels[bar_rows[-1] + 2:]
+    assert (below.sum(axis=2) < 200).sum() > 20 and (below == 255).all(axis=2).mean() > 0.5
+    # one bar size for one picture width, whatever the values and label, so pictures line up
+    other = colorbar(picture, low=0.0, high=1e-7, cmap="inferno", label="SR")
+    assert other.size == out.size
+
+
+def test_colorbar_widens_a_narrow_picture_and_refuses_a_bad_scale():
+    narrow = colorbar(Image.new("RGB", (16, 16), (9, 9, 9)), low=0.0, high=1.0, cmap="inferno", label="SR")
+    assert narrow.width > 16
+    left = (narrow.width - 16) // 2
+    assert (np.asarray(narrow)[:16, left:left + 16] == 9).all()
+    for low, high in ((1.0, 1.0), (0.0, float("nan")), (2.0, 1.0)):
+        with pytest.raises(InputError, match="low < high"):
+            colorbar(narrow, low=low, high=high, cmap="inferno", label="x")
+
+
+def test_explanation_pictures_line_up():
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    relevance, sr = rng.standard_normal((20, 30)), rng.random((20, 30))
+    pictures = explanation_pictures(image, relevance, sr)
+    assert set(pictures) == {"heatmap", "overlay", "sr", "sr_overlay"}
+    assert {p.size for p in pictures.values()} == {(270, 180)}            # factor 9: 30 * 9 >= 256
+    np.testing.assert_array_equal(np.asarray(pictures["heatmap"])[::9, ::9], np.asarray(heatmap(relevance)))
+    np.testing.assert_array_equal(np.asarray(pictures["sr"])[::9, ::9], np.asarray(sr_image(sr)))
+    blend = np.asarray(overlay(image, heatmap(relevance))).astype(int)
+    assert np.abs(np.asarray(pictures["overlay"])[::9, ::9].astype(int) - blend).max() <= 1
+    plain = explanation_pictures(image[..., 0], relevance, minimum=0, with_colorbar=True)
+    assert set(plain) == {"heatmap", "overlay"} and plain["heatmap"].size == plain["overlay"].size
+    assert plain["heatmap"].height > 20
+    with pytest.raises(InputError, match="relevance map of shape"):
+        explanation_pictures(image, relevance[:, :10])

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from explainer.cli.text import escaped_stdout, print_error
@@ -58,13 +59,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None,
+                      line: str | None = None) -> None:
+    """Warnings (vanishing relevance, say) as one line on stderr, like errors, without Python's file:line."""
+    print_error(str(message), prefix="explainer: warning: ")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    with escaped_stdout():
+    with escaped_stdout(), warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
         try:
             if hasattr(args, "provider"):
                 from explainer.runtime.providers import env_provider

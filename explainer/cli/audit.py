@@ -20,10 +20,11 @@ HELP = "CI audit: fail (exit 1) when a method's AOPC does not beat random by --m
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = "exit status: 0 the audit passed; 1 it failed; 2 bad input (checked before the evaluation runs)"
-    add_model_options(p, method=False)
-    p.add_argument("--method", default="epsilon-plus-flat", choices=list(METHODS), help="method under audit")
+    add_model_options(p, method=False, seed_mode=True)
+    p.add_argument("--method", default="epsilon-plus-flat", choices=list(METHODS),
+                   help="method under audit (default: epsilon-plus-flat)")
     p.add_argument("--min-gain", type=float, default=0.0, help="required AOPC(method) − AOPC(random) (default 0)")
-    p.add_argument("--baseline", help="a previous report.json (or aopc.json) to compare against")
+    p.add_argument("--baseline", help="a previous report.json (or aopc.json) to compare against (default: none)")
     p.add_argument("--max-drop", type=float, help="largest allowed AOPC drop from the baseline (default 0)")
     p.add_argument("--report", default="audit", help="folder for report.json and report.md (default ./audit)")
     add_protocol_options(p)

@@ -10,34 +10,62 @@ import numpy as np
 from explainer.cli.text import image_size
 from explainer.errors import InputError
 from explainer.frontend.inputs import detect_layout, image_input
-from explainer.images.preprocess import PRESETS, Preprocessing, input_bounds, model_preprocessing
+from explainer.images.preprocess import (
+    CHANNEL_ORDERS,
+    PRESETS,
+    RESIZE_MODES,
+    Preprocessing,
+    input_bounds,
+    model_preprocessing,
+    model_resize,
+)
 from explainer.images.spec import InputSpec
 from explainer.lrp.composites import AUTO, METHODS
 from explainer.onnx_io import load_model
 
 
-def add_model_options(p: argparse.ArgumentParser, *, method: bool = True, many_methods: bool = False) -> None:
+def add_model_options(p: argparse.ArgumentParser, *, method: bool = True, seed_mode: bool = False) -> None:
+    """The model and its method's options; ``seed_mode`` adds ``--seed-mode`` (the command must pass it on)."""
     p.add_argument("model", help="ONNX model file")
     if method:
         p.add_argument("--method", default=AUTO, choices=[AUTO, *METHODS],
                        help="LRP composite or baseline (default: auto = attn-lrp for transformers, epsilon-plus-flat "
                             "otherwise)")
-    p.add_argument("--epsilon", type=float, help="ε for dense layers (ε rules)")
-    p.add_argument("--gamma", type=float, help="γ for the γ rule")
-    p.add_argument("--stabiliser", type=float, help="stabiliser for the other rules")
-    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="ONNX Runtime provider")
+    if seed_mode:
+        p.add_argument("--seed-mode", choices=["logit", "one-hot"],
+                       help="what relevance starts from at the output: logit (one-hot × the target's logit) or "
+                            "one-hot (Zennit's usual call; with a negative target logit the logit seed flips the "
+                            "map's sign) (default: the method's own: logit for LRP, one-hot for gradient-like "
+                            "methods)")
+    p.add_argument("--epsilon", type=float, help="ε for dense layers (ε rules) (default: the method's own)")
+    p.add_argument("--gamma", type=float, help="γ for the γ rule (default: the method's own)")
+    p.add_argument("--stabiliser", type=float, help="stabiliser for the other rules (default: the method's own)")
+    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="ONNX Runtime provider (default: auto = CUDA when a GPU works, else CPU)")
     p.add_argument("--size", type=image_size, metavar="N|HxW",
-                   help="input size for models with dynamic dims: N or HxW, e.g. 224 or 224x160")
+                   help="input size for models with dynamic dims: N or HxW, e.g. 224 or 224x160 (default: the "
+                        "model's own)")
 
 
 def add_preprocess_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", choices=list(PRESETS),
                    help="input normalisation (default: the model's 'explainer.preprocess' metadata, else imagenet "
                         "for 3-channel and unit for 1-channel models)")
-    p.add_argument("--mean", type=float, nargs="+", help="per-channel mean on the [0,1] scale (overrides preset)")
-    p.add_argument("--std", type=float, nargs="+", help="per-channel std on the [0,1] scale (overrides preset)")
+    p.add_argument("--mean", type=float, nargs="+",
+                   help="per-channel mean on the [0,1] scale (overrides the preset; default: the preset's)")
+    p.add_argument("--std", type=float, nargs="+",
+                   help="per-channel std on the [0,1] scale (overrides the preset; default: the preset's)")
     p.add_argument("--low", type=float, help="lowest input value for the zB rule (default: from the preprocessing)")
     p.add_argument("--high", type=float, help="highest input value for the zB rule (default: from the preprocessing)")
+    p.add_argument("--channel-order", choices=CHANNEL_ORDERS,
+                   help="the model's channel order, for any preset (default: the model's 'explainer.channel_order' "
+                        "metadata, else the preset's own: bgr for caffe, rgb otherwise)")
+    p.add_argument("--resize", choices=RESIZE_MODES,
+                   help="how images reach the model's size: center-crop (torchvision's evaluation transform), "
+                        "letterbox (whole image, padded with --fill) or stretch (default: the model's "
+                        "'explainer.resize' metadata, else center-crop)")
+    p.add_argument("--fill", type=int, nargs="+", metavar="V",
+                   help="letterbox padding: one pixel value 0..255, or one per channel in RGB order (default 0)")
 
 
 def positive_int(text: str) -> int:
@@ -64,9 +92,11 @@ class ModelInput:
     spec: InputSpec
     prep: Preprocessing
     size: tuple[int, int]
+    resize_mode: str = "center-crop"
+    fill: Any = 0
 
     def describe_preprocessing(self) -> str:
-        return f"{self.prep.name} (mean {list(self.prep.mean)}, std {list(self.prep.std)})"
+        return f"{self.prep.describe()}, resize {self.resize_mode}"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -81,17 +111,22 @@ class ModelInput:
         return low, high
 
 
-def model_input(args: argparse.Namespace) -> ModelInput:
-    """Load the model and resolve its input layout, size and preprocessing from the options."""
-    proto, source = load_model(args.model)
+def input_spec(proto: Any, source: str) -> InputSpec:
+    """The model's image input: layout, channels and declared (possibly dynamic) size."""
     vi = image_input(proto, source)
     dims = [d.dim_value if d.dim_value > 0 else None for d in vi.type.tensor_type.shape.dim]
     if len(dims) != 4:
         raise InputError(f"{source}: input '{vi.name}' has rank {len(dims)}; image commands need a 4-D input")
-    layout = detect_layout(proto, vi, tuple(dims))
-    spec = InputSpec.from_shape(dims, layout=layout, name=vi.name)
+    return InputSpec.from_shape(dims, layout=detect_layout(proto, vi, tuple(dims)), name=vi.name)
+
+
+def model_input(args: argparse.Namespace) -> ModelInput:
+    """Load the model and resolve its input layout, size and preprocessing from the options."""
+    proto, source = load_model(args.model)
+    spec = input_spec(proto, source)
     size = spec.resolve(args.size)
     meta = {p.key: p.value for p in proto.metadata_props}
     prep = model_preprocessing(meta, spec.channels, getattr(args, "preprocess", None), mean=getattr(args, "mean", None),
-                               std=getattr(args, "std", None))
-    return ModelInput(proto, source, spec, prep, size)
+                               std=getattr(args, "std", None), channel_order=getattr(args, "channel_order", None))
+    resize_mode, fill = model_resize(meta, getattr(args, "resize", None), getattr(args, "fill", None))
+    return ModelInput(proto, source, spec, prep, size, resize_mode, fill)

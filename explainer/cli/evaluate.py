@@ -8,6 +8,9 @@ from explainer.api import Explainer
 from explainer.cli.common import add_model_options, add_preprocess_options, model_input, positive_int, rule_params
 from explainer.cli.outputs import OutputPlan
 from explainer.evaluation.compare import evaluate
+from explainer.evaluation.perturbations import resolve_perturbation
+from explainer.evaluation.region_perturbation import forward_passes
+from explainer.evaluation.regions import plan_regions
 from explainer.evaluation.report import comparison_files, format_table
 from explainer.images.io import list_images
 from explainer.images.preprocess import load_batch
@@ -20,45 +23,65 @@ HELP = "compare methods by region perturbation (MoRF/LeRF, AOPC, ABPC); writes a
 def add_protocol_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files or folders")
     add_preprocess_options(p)
-    p.add_argument("--steps", type=positive_int, default=100, help="perturbation steps L (default 100)")
-    p.add_argument("--region", type=positive_int, default=9, help="region side in pixels (default 9)")
+    p.add_argument("--steps", type=positive_int,
+                   help="perturbation steps L (default: scaled to the input: the paper's 100, at most a quarter of "
+                        "the regions, e.g. 64 on 32×32)")
+    p.add_argument("--region", type=positive_int,
+                   help="region side in pixels (default: scaled to the input: the paper's 9 px per 224 of the "
+                        "shorter side, rounded up, e.g. 2 on 32×32)")
     p.add_argument("--grid", choices=["fixed", "sliding"], default="fixed",
                    help="region grid: fixed non-overlapping grid (default) or sliding window with greedy exclusion")
     p.add_argument("--perturb", choices=["uniform", "mean", "zero", "blur"], default="uniform",
                    help="replacement for removed regions (default: uniform noise over the valid input range)")
     p.add_argument("--repeats", type=positive_int, default=10, help="repetitions for random perturbations (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="perturbed images per ONNX Runtime run")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random perturbations and orders (default 0; for the relevance seed see "
+                        "--seed-mode)")
+    p.add_argument("--batch-size", type=positive_int, default=128,
+                   help="perturbed images per ONNX Runtime run (default 128)")
 
 
-def run_evaluation(args: argparse.Namespace, paths: list[Path], methods: list[str], orders: tuple[str, ...]) -> dict:
-    """Load the model and every image, then evaluate ``methods`` (and the random baseline) on them."""
+def run_evaluation(args: argparse.Namespace, paths: list[Path], methods: list[str], orders: tuple[str, ...], *,
+                   include_random: bool = True) -> dict:
+    """Load the model, check the protocol fits its input (before any explanation), load every image, say what the
+    run costs, then evaluate ``methods`` (and, with ``include_random``, the random baseline) on them."""
     mi = model_input(args)
-    x, _ = load_batch(paths, mi.spec, mi.prep, size=mi.size)
+    plan = plan_regions(*mi.size, steps=args.steps, region=args.region, grid=args.grid,
+                        names=("--steps", "--region"))
+    x, _ = load_batch(paths, mi.spec, mi.prep, size=mi.size, resize_mode=mi.resize_mode, fill=mi.fill)
     low, high = mi.bounds(args)
+    perturbation = resolve_perturbation(args.perturb, low=low, high=high, layout=mi.spec.layout)
     ex = Explainer(mi.proto, methods[0], provider=args.provider, input_shape=mi.input_shape, low=low, high=high,
-                   source=mi.source, **params_for(methods, rule_params(args))[methods[0]])
-    batch = min(args.batch_size, len(paths) * args.repeats * args.steps)
+                   source=mi.source, seed=args.seed_mode, **params_for(methods, rule_params(args))[methods[0]])
+    batch = min(args.batch_size, len(paths) * args.repeats * plan.steps)
     check_bytes(forward_bytes(ex.graph.shapes.values(), batch=batch),
                 f"--batch-size {args.batch_size}: one batch of {batch} perturbed images through the model")
-    check_bytes(8 * len(paths) * args.repeats * (args.steps + 1) * (len(methods) + 1),
-                f"--repeats {args.repeats} × --steps {args.steps} for {len(paths)} image(s): the perturbation curves")
-    report = evaluate(ex, x, methods, low=low, high=high, orders=orders, steps=args.steps,
-                      region=args.region, perturb=args.perturb, repeats=args.repeats, seed=args.seed, grid=args.grid,
-                      provider=args.provider, batch_size=args.batch_size, input_shape=mi.input_shape,
-                      **rule_params(args))
+    curves = len(methods) * len(orders) + include_random
+    check_bytes(8 * len(paths) * args.repeats * (plan.steps + 1) * curves,
+                f"--repeats {args.repeats} × --steps {plan.steps} for {len(paths)} image(s): the perturbation curves")
+    passes = forward_passes(len(paths), plan.steps, methods=len(methods), orders=len(orders), repeats=args.repeats,
+                            random_perturbation=perturbation.random, include_random=include_random)
+    baseline = " and the random order" if include_random else ""
+    repeats = f", {args.repeats} repeats" if perturbation.random or include_random else ""
+    print(f"evaluating {', '.join(methods)}{baseline} on {len(paths)} image(s) with {plan.describe()}, "
+          f"{args.grid} grid, {args.perturb} perturbation{repeats}: {passes:,} forward passes")
+    report = evaluate(ex, x, methods, low=low, high=high, orders=orders, include_random=include_random,
+                      steps=plan.steps, region=plan.region, perturb=args.perturb, repeats=args.repeats,
+                      seed=args.seed, grid=args.grid, provider=args.provider, batch_size=args.batch_size,
+                      input_shape=mi.input_shape, seed_mode=args.seed_mode, **rule_params(args))
+    report["settings"]["region_choice"] = plan.describe()
     report["settings"]["preprocess"] = mi.prep.name
     report["settings"]["image_files"] = [str(p) for p in paths]
     return report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_options(p, method=False)
+    add_model_options(p, method=False, seed_mode=True)
     p.add_argument("--methods", default="epsilon-plus-flat,gradient,random",
                    help="comma-separated methods; 'random' adds the random-order baseline "
                         "(default: epsilon-plus-flat,gradient,random)")
     p.add_argument("--order", choices=["morf", "lerf", "both"], default="morf",
-                   help="perturbation order (both: MoRF and LeRF, gives ABPC)")
+                   help="perturbation order (default morf; both: MoRF and LeRF, gives ABPC)")
     p.add_argument("--out", default="evaluation", help="output folder (default ./evaluation)")
     add_protocol_options(p)
 
@@ -77,9 +100,8 @@ def run(args: argparse.Namespace) -> int:
     json_path, png_path = plan.add("aopc.json"), plan.add("aopc.png")
     plan.refuse_inputs(paths, models=[args.model])
     orders = ("morf",) if args.order == "morf" else ("morf", "lerf")
-    report = run_evaluation(args, paths, [m for m in methods if m != "random"], orders)
-    if "random" not in methods:
-        report["methods"].pop("random", None)
+    report = run_evaluation(args, paths, [m for m in methods if m != "random"], orders,
+                            include_random="random" in methods)
     with plan.writing() as writer, writer.group() as files:
         comparison_files(report, files, json_path.name, png_path.name)
     for line in format_table(report).splitlines():

@@ -12,7 +12,7 @@ HELP = "write the relevance graph (inputs: image, target; outputs: logits, relev
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_options(p)
+    add_model_options(p, seed_mode=True)
     add_preprocess_options(p)
     p.add_argument("-o", "--output", required=True, help="where to write the relevance graph (.onnx)")
     p.add_argument("--force", action="store_true",
@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     mi = model_input(args)
     low, high = mi.bounds(args)
     ex = Explainer(mi.proto, args.method, provider="cpu", input_shape=mi.input_shape, low=low, high=high,
-                   source=mi.source, **rule_params(args))
+                   source=mi.source, seed=args.seed_mode, **rule_params(args))
     with plan.writing() as writer, writer.group() as files:
         ex.save(files.path(output.name))
-    print(f"wrote {output}: method {ex.method}, input '{ex.input_name}' {ex.layout} "
+    print(f"wrote {output}: method {ex.method} (seed {ex.seed}), input '{ex.input_name}' {ex.layout} "
           f"[N, {', '.join(map(str, ex.input_shape))}], target int64 [N] -> logits [N, {ex.num_classes}], relevance")
     return 0

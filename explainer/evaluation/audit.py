@@ -71,12 +71,17 @@ def audit_decision(report: Mapping[str, Any], method: str, *, min_gain: float,
     baseline_aopc = drop = None
     if baseline is not None:
         max_drop = 0.0 if max_drop is None else float(max_drop)
-        baseline_aopc = _aopc(_methods(baseline, "baseline"), method, "baseline")
+        base_methods = _methods(baseline, "baseline")
+        baseline_aopc = _aopc(base_methods, method, "baseline")
         drop = baseline_aopc - aopc
         if not drop <= max_drop:
             reasons.append(f"AOPC of {method!r} dropped from {baseline_aopc:.4f} (baseline) to {aopc:.4f}: "
                            f"by {drop:.4f}, more than the allowed {max_drop:.4f}")
         reasons.extend(_settings_mismatches(report.get("settings", {}), baseline.get("settings", {})))
+        seeds = [_seed(m[method]) for m in (methods, base_methods)]
+        if None not in seeds and seeds[0] != seeds[1]:
+            reasons.append(f"baseline explained {method!r} from the {seeds[1]} seed, this run from the {seeds[0]} "
+                           "seed; AOPC values are not comparable (regenerate the baseline or pass --seed-mode)")
     return AuditOutcome(not reasons, method, aopc, random_aopc, gain, float(min_gain), baseline_aopc, drop,
                         max_drop, reasons)
 
@@ -155,7 +160,9 @@ def audit_markdown(outcome: AuditOutcome, report: Mapping[str, Any]) -> str:
     random_aopc = outcome.random_aopc
     verdict = "PASSED" if outcome.passed else "FAILED"
     lines = [f"## Explanation audit: {verdict}", ""]
-    lines.append(f"Method under audit: `{outcome.method}`. AOPC gain over random: **{outcome.gain:.4f}** "
+    seed = _seed(methods.get(outcome.method))
+    seeded = f" (relevance seed: {seed})" if seed else ""
+    lines.append(f"Method under audit: `{outcome.method}`{seeded}. AOPC gain over random: **{outcome.gain:.4f}** "
                  f"(required >= {outcome.min_gain:.4f}).")
     if outcome.baseline_aopc is not None:
         lines.append(f"Baseline AOPC {outcome.baseline_aopc:.4f}, change {-outcome.drop:+.4f} "
@@ -196,6 +203,12 @@ def _settings_mismatches(current: Mapping[str, Any], stored: Mapping[str, Any]) 
     differing = [key for key in COMPARABLE_SETTINGS if key in current and key in stored and current[key] != stored[key]]
     return [f"baseline was computed with {key}={stored[key]!r}, this run with {key}={current[key]!r}; "
             "AOPC values are not comparable (regenerate the baseline)" for key in differing]
+
+
+def _seed(entry: Any) -> str | None:
+    """The relevance seed a method's entry records (reports written before seeds were recorded have none)."""
+    seed = entry.get("seed") if isinstance(entry, Mapping) else None
+    return seed if isinstance(seed, str) else None
 
 
 def _depth(value: Any) -> int:

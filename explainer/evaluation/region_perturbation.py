@@ -30,6 +30,7 @@ from explainer.evaluation.regions import GRIDS, ORDERS, max_regions, order_regio
 from explainer.images.spec import LAYOUTS
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
+_ORDER_NAMES = {"morf": "MoRF", "lerf": "LeRF"}
 AOPC_DEFINITION = "mean over the L+1 steps k=0..L of f(x0) - f(xk), averaged over images (not a trapezoid)"
 
 
@@ -174,6 +175,15 @@ def compare_heatmaps(
     return {"settings": settings, "methods": methods}
 
 
+def forward_passes(images: int, steps: int, *, methods: int, orders: int = 1, repeats: int = 10,
+                   random_perturbation: bool = True, include_random: bool = True) -> int:
+    """How many images :func:`compare_heatmaps` scores: each image once unperturbed, then L perturbed images per
+    image, method, order and repetition (``repeats`` only for a random perturbation; the random-order baseline always
+    repeats)."""
+    runs = methods * orders * (repeats if random_perturbation else 1) + (repeats if include_random else 0)
+    return images * (1 + steps * runs)
+
+
 def _method_entry(result: PerturbationResult) -> dict[str, Any]:
     return {
         "aopc": result.aopc,
@@ -254,7 +264,8 @@ class _Run:
         available = max_regions(h, w, region)
         if available < steps:
             raise InputError(f"{layout} images of shape {images.shape} ({h}x{w} pixels) hold only {available} "
-                             f"non-overlapping {region}x{region} regions; steps={steps} needs at least that many")
+                             f"non-overlapping {region}x{region} regions; steps={steps} needs at least that many (use "
+                             "fewer steps or a smaller region; explainer.evaluate scales both to the input)")
         perturbation = resolve_perturbation(perturb, low=low, high=high, layout=layout)
         perturbation(chw[0], np.random.default_rng(seed))
         score = as_score_fn(score_fn)
@@ -299,7 +310,7 @@ class _Run:
         if order != "random":
             fixed_order = order_regions(heatmaps, self.steps, size=self.region, order=order, grid=self.grid)
         f = np.empty((n, repeats, self.steps), dtype=np.float64)
-        desc = f"{label} {order}" if label else f"region perturbation ({order})"
+        desc = "random order" if order == "random" else f"{label or 'region perturbation'} {_ORDER_NAMES[order]}"
         with tqdm(total=n, desc=desc, unit="image", disable=not self.progress) as bar:
             sweep = _BatchSweep(self, f, bar)
             for i in range(n):

@@ -14,8 +14,14 @@ squares (9 x 9 in the paper). Two tilings are offered:
 A region's score is the sum of the heatmap over it. ``order="morf"`` takes the highest score first (most relevant
 first), ``"lerf"`` the lowest, ``"random"`` a random order drawn from the given generator. Ties keep row-major
 position order. Regions are returned as the (row, column) of their top-left pixel.
+
+The paper's 9 x 9 regions and L = 100 steps are sized for 224 x 224 inputs (a 32 x 32 input holds only nine such
+regions). :func:`plan_regions` scales what is not given to the input and refuses, naming values that would work,
+what cannot.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -48,6 +54,95 @@ def window_region_scores(heatmaps: np.ndarray, size: int) -> np.ndarray:
 def max_regions(height: int, width: int, size: int) -> int:
     """Most non-overlapping ``size`` x ``size`` squares an image of this size holds (the fixed grid's count)."""
     return (height // size) * (width // size)
+
+
+#: the paper's protocol: 9 x 9 regions and L = 100 steps on 224 x 224 inputs
+PAPER_SIDE, PAPER_REGION, PAPER_STEPS = 224, 9, 100
+
+
+def scaled_region(height: int, width: int) -> int:
+    """The paper's 9-pixel region scaled to the shorter side (9 on 224), rounded up so that the grid is never finer
+    than the paper's (about 25 regions a side), and at least 1."""
+    return max(1, -(-min(height, width) * PAPER_REGION // PAPER_SIDE))
+
+
+def scaled_steps(height: int, width: int, region: int, grid: str = "fixed") -> int:
+    """The paper's L = 100 steps, but at most a quarter of the image's regions (at least 1): on a 224 x 224 input
+    100 of 576; on 32 x 32 with 2 x 2 regions 64 of 256. On the sliding grid, also at most what its greedy exclusion
+    always finds (each pick blocks at most (2 size - 1)^2 windows), so the default never runs out."""
+    steps = min(PAPER_STEPS, max_regions(height, width, region) // 4)
+    if grid == "sliding":
+        windows = (height - region + 1) * (width - region + 1)
+        steps = min(steps, -(-windows // (2 * region - 1) ** 2))
+    return max(1, steps)
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """The steps and region size of a region-perturbation run on ``height`` x ``width`` inputs, and which of them
+    were scaled to the input rather than given."""
+
+    height: int
+    width: int
+    steps: int
+    region: int
+    grid: str
+    steps_scaled: bool
+    region_scaled: bool
+
+    def describe(self) -> str:
+        """In words, e.g. 'region 2×2 px and 64 steps, scaled to the 32×32 input'."""
+        region, steps = f"region {self.region}×{self.region} px", f"{self.steps} steps"
+        scaled = f"scaled to the {self.height}×{self.width} input"
+        if self.steps_scaled and self.region_scaled:
+            return f"{region} and {steps}, {scaled}"
+        if not (self.steps_scaled or self.region_scaled):
+            return f"{region} and {steps}, as given"
+        if self.region_scaled:
+            return f"{region} ({scaled}) and {steps} (as given)"
+        return f"{region} (as given) and {steps} ({scaled})"
+
+
+def plan_regions(height: int, width: int, *, steps: int | None = None, region: int | None = None,
+                 grid: str = "fixed", names: tuple[str, str] = ("steps", "region")) -> RegionPlan:
+    """Steps and region size for ``height`` x ``width`` inputs: the given ones, else scaled to the input
+    (:func:`scaled_region`, :func:`scaled_steps`). Values that cannot work (more steps than the image holds regions,
+    a region larger than the image) are an InputError naming the values that would, written with ``names`` (the
+    options: ``("--steps", "--region")`` on the command line). Call it before any explanation is computed.
+
+    The sliding grid's greedy exclusion may find fewer regions than the fixed grid's count checked here; it reports
+    running out when it does."""
+    if grid not in GRIDS:
+        raise InputError(f"grid must be one of {GRIDS}; got {grid!r}")
+    for what, value in (("height", height), ("width", width), (names[0], steps), (names[1], region)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise InputError(f"{what} must be a positive integer; got {value!r}")
+    height, width = int(height), int(width)
+    side = min(height, width)
+
+    def option(index: int, value: int) -> str:
+        return f"{names[index]} {value}" if names[index].startswith("-") else f"{names[index]}={value}"
+
+    if region is not None and region > side:
+        raise InputError(f"{option(1, region)} is larger than the {height}×{width} input; use {option(1, side)} or "
+                         f"less, or leave it out for the region scaled to the input ({scaled_region(height, width)} "
+                         "px)")
+    chosen = int(region) if region is not None else scaled_region(height, width)
+    available = max_regions(height, width, chosen)
+    if steps is not None and steps > available:
+        fits = next((s for s in range(chosen - 1, 0, -1) if max_regions(height, width, s) >= steps), None)
+        ways = [f"{option(0, available)} or fewer"]
+        if fits is not None:
+            ways.append(f"{option(1, fits)} ({max_regions(height, width, fits)} regions)")
+        if region is not None:
+            default = scaled_region(height, width)
+            ways.append(f"leave both out for values scaled to the input ({option(1, default)}, "
+                        f"{option(0, scaled_steps(height, width, default, grid))})")
+        which = "" if region is not None else " (the region scaled to the input)"
+        raise InputError(f"a {height}×{width} input holds only {available} non-overlapping {chosen}×{chosen} "
+                         f"regions{which}; {option(0, steps)} needs at least that many: pass " + " or ".join(ways))
+    chosen_steps = int(steps) if steps is not None else scaled_steps(height, width, chosen, grid)
+    return RegionPlan(height, width, chosen_steps, chosen, grid, steps is None, region is None)
 
 
 def order_regions(

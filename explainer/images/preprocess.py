@@ -19,6 +19,13 @@ raw        255    no   p, i.e. [0, 255]
 
 For one-channel models ``imagenet`` (and ``caffe``) use the average of the three channel
 means and of the three stds (mean 0.449, std 0.226 for ``imagenet``), and no BGR swap.
+
+Any preset can be given another channel order (``channel_order="bgr"`` for an ImageNet model trained on
+OpenCV's BGR images, ``"rgb"`` for a Caffe-normalised model fed RGB): the preset's mean and std are then
+reversed with the channels. Images are brought to the model's size by one of :data:`RESIZE_MODES`:
+centre-crop (torchvision's evaluation transform), letterbox (the whole image, scaled to fit, padded with a
+fill colour) or stretch (scaled to the size, aspect ratio not kept). A model can name its own defaults in
+its metadata: ``explainer.preprocess``, ``explainer.channel_order``, ``explainer.resize`` and ``explainer.fill``.
 """
 from __future__ import annotations
 
@@ -49,6 +56,10 @@ _PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...], float, bool]] = 
 }
 PRESETS: tuple[str, ...] = tuple(_PRESETS)
 """Names accepted by :func:`preprocessing`."""
+CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+"""The channel orders a three-channel model may expect."""
+RESIZE_MODES: tuple[str, ...] = ("center-crop", "letterbox", "stretch")
+"""How :func:`fit_image` brings an image to the model's size."""
 
 _RESIZE_RATIO = 256 / 224  # torchvision's ImageNet evaluation transform: Resize(256), CenterCrop(224)
 _PILLOW_BYTES = {1: 1, 3: 4}  # bytes per pixel Pillow stores for L and RGB images (RGB is padded to 4)
@@ -88,6 +99,16 @@ class Preprocessing:
         """Number of channels this preprocessing is defined for."""
         return len(self.mean)
 
+    @property
+    def channel_order(self) -> str:
+        """The channel order of the model input: ``"bgr"`` or ``"rgb"`` (also for one-channel models)."""
+        return "bgr" if self.bgr else "rgb"
+
+    def describe(self) -> str:
+        """One phrase for messages: the preset, its mean and std in model order, and a BGR channel order."""
+        order = ", BGR channel order" if self.bgr else ""
+        return f"{self.name} (mean {[round(v, 6) for v in self.mean]}, std {[round(v, 6) for v in self.std]}{order})"
+
 
 def preprocessing(
     name: str,
@@ -95,13 +116,17 @@ def preprocessing(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     channels: int = 3,
+    channel_order: str | None = None,
 ) -> Preprocessing:
-    """Build the named preset for a ``channels``-channel model, optionally overriding mean/std.
+    """Build the named preset for a ``channels``-channel model, optionally overriding mean/std and channel order.
 
-    Overrides are on the [0, 1] pixel scale (like torchvision's ``Normalize``) and are converted
-    to the preset's scale; give one value per channel in the model's channel order (BGR for
-    ``caffe``), or a single value for all channels. Only the one given is replaced, so
-    ``caffe`` with ``mean=[0.5]`` subtracts 127.5 from 0..255 data.
+    ``channel_order`` (``"rgb"`` or ``"bgr"``) is the order the model expects; ``None`` keeps the
+    preset's own (BGR for ``caffe``, RGB otherwise). Giving a preset the other order reverses its
+    mean and std with the channels. One-channel models have no order to change. Overrides are on the
+    [0, 1] pixel scale (like torchvision's ``Normalize``) and are converted to the preset's scale;
+    give one value per channel in the model's channel order (BGR for ``caffe``), or a single value for
+    all channels. Only the one given is replaced, so ``caffe`` with ``mean=[0.5]`` subtracts 127.5
+    from 0..255 data.
     """
     key = name.lower() if isinstance(name, str) else name
     if key not in _PRESETS:
@@ -109,6 +134,10 @@ def preprocessing(
     if not is_positive_int(channels) or channels not in (1, 3):
         raise InputError(f"preprocessing {key!r}: models with {channels} input channels are not supported (1 or 3)")
     base_mean, base_std, scale, bgr = _PRESETS[key]
+    if channel_order is not None:
+        wanted = check_channel_order(channel_order) == "bgr"
+        if wanted != bgr:
+            base_mean, base_std, bgr = base_mean[::-1], base_std[::-1], wanted
     if channels == 1:
         base_mean, base_std, bgr = (float(np.mean(base_mean)),), (float(np.mean(base_std)),), False
     new_mean = base_mean if mean is None else tuple(v * scale for v in _per_channel(mean, channels, "mean", key))
@@ -116,6 +145,14 @@ def preprocessing(
     return Preprocessing(
         name=key, mean=tuple(map(float, new_mean)), std=tuple(map(float, new_std)), scale=scale, bgr=bgr
     )
+
+
+def check_channel_order(order: str) -> str:
+    """``order`` as one of :data:`CHANNEL_ORDERS` (any case), else an InputError naming the choices."""
+    lower = order.lower() if isinstance(order, str) else order
+    if lower not in CHANNEL_ORDERS:
+        raise InputError(f"unknown channel order {order!r}; choose one of {', '.join(CHANNEL_ORDERS)}")
+    return lower
 
 
 def _per_channel(values: Sequence[float], channels: int, what: str, preset: str) -> tuple[float, ...]:
@@ -150,15 +187,7 @@ def resize_center_crop(
     A resize whose intermediate image would not fit :func:`explainer.limits.max_bytes` (a thin strip
     scaled up to cover the crop) is refused with an InputError giving the figure.
     """
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        raise InputError(f"resize_center_crop: expected a uint8 image, got dtype {array.dtype}")
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3)):
-        raise InputError(
-            f"resize_center_crop: expected an H x W, H x W x 1 or H x W x 3 image, got shape {array.shape}"
-        )
-    if min(array.shape[:2]) < 1:
-        raise InputError(f"resize_center_crop: image of shape {array.shape} is empty")
+    array = _check_image(image, "resize_center_crop")
     crop_h, crop_w = as_hw(size)
     if array.shape[:2] == (crop_h, crop_w) and resize is None:
         return np.ascontiguousarray(array)
@@ -179,14 +208,78 @@ def resize_center_crop(
     channels = 1 if array.ndim == 2 else array.shape[2]
     check_bytes(new_h * new_w * (_PILLOW_BYTES[channels] + channels),
                 f"resizing a {width}x{height} image to {new_w}x{new_h} (to cover the {crop_w}x{crop_h} crop)")
-    pixels = array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array
-    resized = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    resized = _resized(array, new_h, new_w)
     top = int(round((new_h - crop_h) / 2.0))
     left = int(round((new_w - crop_w) / 2.0))
-    cropped = resized[top : top + crop_h, left : left + crop_w]
-    if array.ndim == 3 and cropped.ndim == 2:
-        cropped = cropped[:, :, None]
-    return np.ascontiguousarray(cropped)
+    return np.ascontiguousarray(resized[top : top + crop_h, left : left + crop_w])
+
+
+def fit_image(image: np.ndarray, size: int | tuple[int, int], *, mode: str = "center-crop",
+              fill: int | Sequence[int] = 0, resize: int | None = None) -> np.ndarray:
+    """Bring a uint8 image (``H x W``, ``H x W x 1`` or ``H x W x 3``) to ``size`` by one of :data:`RESIZE_MODES`.
+
+    ``center-crop``: :func:`resize_center_crop` (``resize`` is its shorter side before the crop). ``letterbox``: the
+    whole image scaled (PIL bilinear) to fit inside ``size`` keeping its aspect ratio, centred on a canvas of the
+    ``fill`` colour (one value, or one per image channel, 0..255). ``stretch``: scaled to ``size`` exactly, the
+    aspect ratio not kept. An image that already has the size is returned unchanged by every mode.
+    """
+    mode = check_resize_mode(mode)
+    if mode == "center-crop":
+        return resize_center_crop(image, size, resize=resize)
+    if resize is not None:
+        raise InputError(f"resize (the shorter side before a centre crop) does not apply to resize mode '{mode}'")
+    array = _check_image(image, f"fit_image ({mode})")
+    height, width = as_hw(size)
+    if array.shape[:2] == (height, width):
+        return np.ascontiguousarray(array)
+    if mode == "stretch":
+        return _resized(array, height, width)
+    colour = fill_colour(fill, 1 if array.ndim == 2 else array.shape[2])
+    scale = min(height / array.shape[0], width / array.shape[1])
+    inner_h = min(height, max(1, round(array.shape[0] * scale)))
+    inner_w = min(width, max(1, round(array.shape[1] * scale)))
+    canvas = np.empty((height, width, len(colour)), np.uint8)
+    canvas[...] = colour
+    top, left = (height - inner_h) // 2, (width - inner_w) // 2
+    inner = _resized(array, inner_h, inner_w)
+    canvas[top : top + inner_h, left : left + inner_w] = inner if inner.ndim == 3 else inner[:, :, None]
+    return np.ascontiguousarray(canvas[:, :, 0] if array.ndim == 2 else canvas)
+
+
+def check_resize_mode(mode: str) -> str:
+    """``mode`` as one of :data:`RESIZE_MODES` (any case; ``center_crop`` and ``centre-crop`` too), else an
+    InputError naming the choices."""
+    key = mode.lower().replace("_", "-").replace("centre", "center") if isinstance(mode, str) else mode
+    if key not in RESIZE_MODES:
+        raise InputError(f"unknown resize mode {mode!r}; choose one of {', '.join(RESIZE_MODES)}")
+    return key
+
+
+def fill_colour(fill: int | Sequence[int], channels: int) -> tuple[int, ...]:
+    """A letterbox fill as one 0..255 value per channel: one value is used for every channel."""
+    values = np.atleast_1d(np.asarray(fill, dtype=object)).tolist()
+    ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255 for v in values)
+    if not ok or len(values) not in (1, channels):
+        raise InputError(f"fill {fill!r}: expected one integer 0..255 or {channels} (one per image channel)")
+    return tuple(int(v) for v in values) * (channels if len(values) == 1 else 1)
+
+
+def _check_image(image: np.ndarray, where: str) -> np.ndarray:
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise InputError(f"{where}: expected a uint8 image, got dtype {array.dtype}")
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3)):
+        raise InputError(f"{where}: expected an H x W, H x W x 1 or H x W x 3 image, got shape {array.shape}")
+    if min(array.shape[:2]) < 1:
+        raise InputError(f"{where}: image of shape {array.shape} is empty")
+    return array
+
+
+def _resized(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``array`` (uint8, 2-D or H x W x 1/3) scaled by PIL bilinear to ``height`` x ``width``, same dimensions."""
+    pixels = array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array
+    resized = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
+    return resized[:, :, None] if array.ndim == 3 and resized.ndim == 2 else resized
 
 
 def _stack_uint8(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -286,10 +379,13 @@ def load_batch(
     *,
     size: int | tuple[int, int] | None = None,
     resize: int | None = None,
+    resize_mode: str = "center-crop",
+    fill: int | Sequence[int] = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load, resize/centre-crop and normalise image files for a model.
+    """Load, bring to the model's size (:func:`fit_image` with ``resize_mode``, ``fill``, ``resize``) and
+    normalise image files for a model.
 
-    Returns ``(x, pixels)``: the float32 model batch in ``spec.layout`` and the cropped uint8
+    Returns ``(x, pixels)``: the float32 model batch in ``spec.layout`` and the model-sized uint8
     ``N x H x W x C`` images it was made from (for overlays).
     """
     if len(paths) == 0:
@@ -300,35 +396,75 @@ def load_batch(
             f"but preprocessing {prep.name!r} is for {prep.channels}"
         )
     target = spec.resolve(size)
+    mode = check_resize_mode(resize_mode)
+    fill_colour(fill, spec.channels)  # a bad fill is refused before any file is read
     crops = []
     for path in paths:
         image = load_image(path, channels=spec.channels)
         try:
-            crops.append(resize_center_crop(image, target, resize=resize))
+            crops.append(fit_image(image, target, mode=mode, fill=fill, resize=resize))
         except InputError as exc:
             raise InputError(f"{path}: {exc}") from None
     pixels = np.stack(crops)
     return to_model_input(pixels, prep, spec.layout), pixels
 
 
-#: model metadata key naming the preprocessing preset a model expects (written by our export scripts)
+#: model metadata keys naming the preprocessing preset, channel order, resize mode and letterbox fill a model
+#: expects (written by our export scripts, or by anyone with ``onnx.helper.set_model_props``)
 METADATA_PREPROCESS = "explainer.preprocess"
+METADATA_CHANNEL_ORDER = "explainer.channel_order"
+METADATA_RESIZE = "explainer.resize"
+METADATA_FILL = "explainer.fill"
 
 
 def model_preprocessing(metadata: dict[str, str], channels: int, name: str | None = None, *,
-                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Preprocessing:
+                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                        channel_order: str | None = None) -> Preprocessing:
     """The preprocessing a model expects: preset ``name`` if given, else the model's ``explainer.preprocess``
-    metadata entry, else ``imagenet`` for 3-channel and ``unit`` for other models; ``mean``/``std`` override."""
+    metadata entry, else ``imagenet`` for 3-channel and ``unit`` for other models; ``mean``/``std`` override; the
+    channel order is ``channel_order``, else the ``explainer.channel_order`` entry, else the preset's own."""
     preset = name or metadata.get(METADATA_PREPROCESS) or ("imagenet" if channels == 3 else "unit")
-    return preprocessing(preset, mean=mean, std=std, channels=channels)
+    if channel_order is None and metadata.get(METADATA_CHANNEL_ORDER):
+        channel_order = _from_metadata(METADATA_CHANNEL_ORDER, metadata, check_channel_order)
+    return preprocessing(preset, mean=mean, std=std, channels=channels, channel_order=channel_order)
+
+
+def model_resize(metadata: dict[str, str], mode: str | None = None,
+                 fill: int | Sequence[int] | None = None) -> tuple[str, int | tuple[int, ...]]:
+    """The resize mode and letterbox fill for a model: ``mode``/``fill`` if given, else its ``explainer.resize`` and
+    ``explainer.fill`` metadata entries (the fill as ``114`` or ``114,114,114``), else centre-crop and 0."""
+    if mode is None:
+        mode = _from_metadata(METADATA_RESIZE, metadata, check_resize_mode) if metadata.get(METADATA_RESIZE) \
+            else RESIZE_MODES[0]
+    if fill is None:
+        fill = _from_metadata(METADATA_FILL, metadata, _parse_fill) if metadata.get(METADATA_FILL) else 0
+    return check_resize_mode(mode), fill
+
+
+def _parse_fill(text: str) -> tuple[int, ...]:
+    parts = text.strip().strip("[]()").replace(",", " ").split()
+    if not parts or not all(p.isdigit() and int(p) <= 255 for p in parts):
+        raise InputError("expected one integer 0..255 or one per channel, e.g. 114 or 114,114,114")
+    return tuple(int(p) for p in parts)
+
+
+def _from_metadata(key: str, metadata: dict[str, str], parse: Any) -> Any:
+    """``parse(metadata[key])``; a bad entry is an InputError naming the metadata key and its value."""
+    try:
+        return parse(metadata[key])
+    except InputError as exc:
+        raise InputError(f"model metadata '{key}' is {metadata[key][:80]!r}: {exc}") from None
 
 
 def load_images(paths: Sequence[str | Path], explainer: Any, *, preprocess: str | None = None,
-                mean: Sequence[float] | None = None,
-                std: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                channel_order: str | None = None, resize_mode: str | None = None,
+                fill: int | Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Image files as ``explainer``'s model input: ``(x, pixels)``, the float32 batch in the model's layout and
-    the centre-cropped uint8 images (N, H, W, C) it came from. The preprocessing is the model's own (see
-    :func:`model_preprocessing`) unless ``preprocess``/``mean``/``std`` say otherwise."""
+    the model-sized uint8 images (N, H, W, C) it came from. Preprocessing, channel order, resize mode and fill are
+    the model's own (see :func:`model_preprocessing`, :func:`model_resize`) unless the keywords say otherwise."""
     spec = InputSpec.from_shape([1, *explainer.input_shape], layout=explainer.layout, name=explainer.input_name)
-    prep = model_preprocessing(explainer.metadata, spec.channels, preprocess, mean=mean, std=std)
-    return load_batch([Path(p) for p in paths], spec, prep)
+    prep = model_preprocessing(explainer.metadata, spec.channels, preprocess, mean=mean, std=std,
+                               channel_order=channel_order)
+    mode, fill = model_resize(explainer.metadata, resize_mode, fill)
+    return load_batch([Path(p) for p in paths], spec, prep, resize_mode=mode, fill=fill)

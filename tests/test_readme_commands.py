@@ -1,0 +1,150 @@
+"""Every ``explainer ...`` command in README.md's code blocks runs verbatim on the files the repository ships.
+
+Rules (stated here, so that no command is dropped silently):
+
+* A command is a shell line of a fenced code block (continuation lines joined, comments dropped) or a part of one
+  between ``&&``/``;`` that starts with ``explainer``: ``pip install . && explainer explain ...`` runs its second
+  part.
+* A usage synopsis is not run: a line with an upper-case placeholder (``MODEL``, ``IMAGE...``) or an ``[optional]``
+  part.
+* A command runs when every path it reads lies in ``graphs/`` or ``examples/`` (the shipped models and images).
+  Commands reading other paths (the EfficientNet graph that ``python -m graphs.efficientnet`` builds into
+  ``~/.cache``, the photos ``python -m tools.photos`` writes) are not run; they are listed in ``NOT_SHIPPED``, which
+  must name exactly those commands, so a new one fails here until it is listed.
+
+Each command runs in-process, from a fresh working folder in which ``graphs`` and ``examples`` link to the
+repository's, so relative paths resolve as in a checkout and outputs land in the temporary folder; it must exit 0
+and write its output folder.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from explainer.cli import main
+from tests.support.paths import ROOT
+
+README = ROOT / "README.md"
+SHIPPED = ("graphs", "examples")
+#: options whose value is an output path, not a file the command reads
+OUTPUT_OPTIONS = ("--out", "--report", "-o", "--output")
+#: where each command writes by default (its --out/--report folder), checked after the run
+DEFAULT_OUTPUT = {"explain": "explanations", "evaluate": "evaluation", "audit": "audit"}
+NOT_SHIPPED = {
+    "explainer explain ~/.cache/explainer/graphs/efficientnet_lite0.onnx photos/chelsea.png photos/coffee.png --sr":
+        "the EfficientNet-Lite0 graph is built by python -m graphs.efficientnet, the photos by python -m tools.photos",
+}
+#: evaluate/audit commands for the README on the shipped model; the README does not show one yet. Once it does,
+#: they are found there too (and run once).
+PROPOSED = (
+    "explainer evaluate graphs/digits_cnn.onnx examples/ --methods epsilon-plus-flat,gradient,random",
+    "explainer audit graphs/digits_cnn.onnx examples/ --method epsilon-plus-flat --min-gain 1",
+    "explainer check graphs/digits_cnn.onnx",
+)
+COMMAND_START = re.compile(r"(^|[;&|])\s*explainer\s")
+PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*(\.\.\.)?([|.].*)?")
+
+
+def code_blocks(text: str) -> list[list[str]]:
+    """The lines of every fenced code block of a shell or no language (Python blocks hold no commands)."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        fence = line.strip()
+        if fence.startswith("```"):
+            if current is None:
+                current = [] if fence[3:].strip() in ("", "bash", "sh", "shell", "console") else False
+            else:
+                if current is not False:
+                    blocks.append(current)
+                current = None
+        elif current is not None and current is not False:
+            current.append(line)
+    return blocks
+
+
+def shell_commands(lines: list[str]) -> list[list[str]]:
+    """The ``explainer`` commands of a block as argument lists (continuations joined, comments dropped)."""
+    joined, pending = [], ""
+    for line in lines:
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        joined.append(pending + line)
+        pending = ""
+    commands = []
+    for line in joined:
+        if not COMMAND_START.search(line):   # block text that is no command (trees, tables, output) is not parsed
+            continue
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        part: list[str] = []
+        for token in [*lexer, ";"]:
+            if token in (";", "&&", "||", "|", "&"):
+                if part and part[0] == "explainer":
+                    commands.append(part)
+                part = []
+            else:
+                part.append(token)
+    return commands
+
+
+def is_synopsis(argv: list[str]) -> bool:
+    return any(PLACEHOLDER.fullmatch(a) or a.startswith("[") for a in argv[1:])
+
+
+def read_paths(argv: list[str]) -> list[str]:
+    """The arguments that name files the command reads: path-like words that are not the value of an output option."""
+    paths = []
+    for previous, arg in zip(["", *argv[1:]], argv[1:]):
+        if arg.startswith("-") or previous in OUTPUT_OPTIONS:
+            continue
+        if "/" in arg or "~" in arg or Path(arg).suffix in (".onnx", ".png", ".jpg", ".jpeg", ".txt", ".json"):
+            paths.append(arg)
+    return paths
+
+
+def shipped(path: str) -> bool:
+    parts = Path(path).parts
+    return bool(parts) and parts[0] in SHIPPED and (ROOT / path).exists()
+
+
+def readme_commands() -> list[list[str]]:
+    return [argv for block in code_blocks(README.read_text(encoding="utf-8")) for argv in shell_commands(block)]
+
+
+def runnable() -> list[str]:
+    """The commands to run, as written (the README's, then the proposed ones it does not show yet)."""
+    found = [" ".join(argv) for argv in readme_commands()
+             if not is_synopsis(argv) and all(shipped(p) for p in read_paths(argv))]
+    return list(dict.fromkeys([*found, *PROPOSED]))
+
+
+def test_the_rules_find_the_readme_commands():
+    """The extraction sees the README's commands: the quick start, the ViT example, the synopsis lines."""
+    commands = readme_commands()
+    texts = [" ".join(argv) for argv in commands]
+    assert any(t.startswith("explainer explain graphs/digits_cnn.onnx examples/digit_3.png") for t in texts), texts
+    assert "explainer explain graphs/digits_vit.onnx examples/digit_3.png --sr" in texts
+    synopses = {argv[1] for argv in commands if is_synopsis(argv)}
+    assert {"check", "explain", "evaluate", "audit"} <= synopses
+
+
+def test_commands_on_files_not_shipped_are_the_listed_ones():
+    not_run = {" ".join(argv) for argv in readme_commands()
+               if not is_synopsis(argv) and not all(shipped(p) for p in read_paths(argv))}
+    assert not_run == set(NOT_SHIPPED)
+
+
+@pytest.mark.parametrize("command", runnable(), ids=lambda command: command.removeprefix("explainer "))
+def test_readme_command_runs_verbatim(command, tmp_path, monkeypatch):
+    for folder in SHIPPED:
+        (tmp_path / folder).symlink_to(ROOT / folder, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    argv = shlex.split(command)
+    assert main(argv[1:]) == 0, command
+    out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in OUTPUT_OPTIONS), DEFAULT_OUTPUT.get(argv[1]))
+    if out is not None:
+        assert any((tmp_path / out).iterdir()), f"{command} wrote nothing to {out}"
