@@ -37,13 +37,6 @@ NOT_SHIPPED = {
     "explainer explain ~/.cache/explainer/graphs/efficientnet_lite0.onnx photos/chelsea.png photos/coffee.png --sr":
         "the EfficientNet-Lite0 graph is built by python -m graphs.efficientnet, the photos by python -m tools.photos",
 }
-#: evaluate/audit commands for the README on the shipped model; the README does not show one yet. Once it does,
-#: they are found there too (and run once).
-PROPOSED = (
-    "explainer evaluate graphs/digits_cnn.onnx examples/ --methods epsilon-plus-flat,gradient,random",
-    "explainer audit graphs/digits_cnn.onnx examples/ --method epsilon-plus-flat --min-gain 1",
-    "explainer check graphs/digits_cnn.onnx",
-)
 COMMAND_START = re.compile(r"(^|[;&|])\s*explainer\s")
 PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*(\.\.\.)?([|.].*)?")
 
@@ -115,11 +108,16 @@ def readme_commands() -> list[list[str]]:
     return [argv for block in code_blocks(README.read_text(encoding="utf-8")) for argv in shell_commands(block)]
 
 
-def runnable() -> list[str]:
-    """The commands to run, as written (the README's, then the proposed ones it does not show yet)."""
-    found = [" ".join(argv) for argv in readme_commands()
-             if not is_synopsis(argv) and all(shipped(p) for p in read_paths(argv))]
-    return list(dict.fromkeys([*found, *PROPOSED]))
+def runnable() -> list[list[str]]:
+    """The commands to run, as written, one list per code block: a block is one session, so a command may read
+    what an earlier one of its block wrote (``explainer report`` reads the folders ``evaluate`` and ``audit`` wrote)."""
+    blocks = []
+    for block in code_blocks(README.read_text(encoding="utf-8")):
+        found = [" ".join(argv) for argv in shell_commands(block)
+                 if not is_synopsis(argv) and all(shipped(p) for p in read_paths(argv))]
+        if found:
+            blocks.append(found)
+    return blocks
 
 
 def test_the_rules_find_the_readme_commands():
@@ -138,13 +136,22 @@ def test_commands_on_files_not_shipped_are_the_listed_ones():
     assert not_run == set(NOT_SHIPPED)
 
 
-@pytest.mark.parametrize("command", runnable(), ids=lambda command: command.removeprefix("explainer "))
-def test_readme_command_runs_verbatim(command, tmp_path, monkeypatch):
+@pytest.mark.parametrize("block", runnable(), ids=lambda block: " / ".join(c.split()[1] for c in block))
+def test_readme_commands_run_verbatim(block, tmp_path, monkeypatch):
     for folder in SHIPPED:
         (tmp_path / folder).symlink_to(ROOT / folder, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
-    argv = shlex.split(command)
-    assert main(argv[1:]) == 0, command
-    out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in OUTPUT_OPTIONS), DEFAULT_OUTPUT.get(argv[1]))
-    if out is not None:
-        assert any((tmp_path / out).iterdir()), f"{command} wrote nothing to {out}"
+    for command in block:
+        argv = shlex.split(command)
+        assert main(argv[1:]) == 0, command
+        out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in OUTPUT_OPTIONS), DEFAULT_OUTPUT.get(argv[1]))
+        if out is not None:
+            written = tmp_path / out
+            assert (written.is_file() and written.stat().st_size) or any(written.iterdir()), \
+                f"{command} wrote nothing to {out}"
+
+
+def test_the_readme_shows_evaluate_audit_and_report_on_the_shipped_model():
+    texts = [command for block in runnable() for command in block]
+    for command in ("evaluate", "audit", "report", "check"):
+        assert any(t.startswith(f"explainer {command} ") for t in texts), command
