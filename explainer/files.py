@@ -1,4 +1,5 @@
-"""Writing result files safely: a group of files appears complete or not at all, and no write follows a symlink.
+"""Writing result files safely (a group of files appears complete or not at all, and no write follows a symlink),
+and reading the JSON reports the commands wrote back with bounds (``read_json``).
 
 A :class:`FileGroup` hands out paths inside a fresh private temporary folder (``.explainer-tmp-*``, mode 0700) next to
 the destination; the caller writes there with any library (Pillow, NumPy, matplotlib, onnx), under the files' final
@@ -10,6 +11,7 @@ complete or absent. SIGINT and SIGTERM are held back while a group is moved into
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 TEMP_PREFIX = ".explainer-tmp-"
 """Name prefix of the temporary folders; one is left behind only when the process is killed outright (SIGKILL)."""
@@ -161,3 +164,51 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: the largest JSON report ``read_json`` reads (a report of 10,000 images and 100 steps is about 20 MB)
+JSON_MAX_BYTES = 64 * 2**20
+#: the deepest nesting of lists and objects ``read_json`` accepts (a report nests 5 deep)
+JSON_MAX_DEPTH = 32
+
+
+def read_json(path: str | os.PathLike, where: str) -> Any:
+    """The JSON document in ``path``, read with bounds: at most :data:`JSON_MAX_BYTES` (``/dev/zero`` is refused,
+    not read forever) and nested at most :data:`JSON_MAX_DEPTH` deep (never recursed into); an ``InputError``
+    beginning with ``where`` otherwise."""
+    from explainer.errors import InputError
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(JSON_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{where}: is a folder, expected a JSON report") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > JSON_MAX_BYTES:
+        raise InputError(f"{where}: larger than {JSON_MAX_BYTES // 2**20} MiB; not a report written by explainer")
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested more than {JSON_MAX_DEPTH} levels deep") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{where}: not readable JSON ({exc})") from None
+    if _depth(parsed) > JSON_MAX_DEPTH:
+        raise InputError(f"{where}: JSON nested more than {JSON_MAX_DEPTH} levels deep")
+    return parsed
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level + 1)
+        if deepest > JSON_MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -116,13 +116,21 @@ def train(x_train: np.ndarray, y_train: np.ndarray, settings: TrainSettings) -> 
     opt = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     steps_per_epoch = -(-len(x_train) // settings.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.epochs * steps_per_epoch)
+    return fit(model, opt, sched, x_train, y_train, settings, gen, _shift)
+
+
+def fit(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, x_train: np.ndarray, y_train: np.ndarray,
+        settings: Any, gen: torch.Generator, augment: Any) -> nn.Module:
+    """The training loop both digits models share: ``settings.epochs`` shuffled passes in batches of
+    ``settings.batch_size``, each batch augmented by ``augment(batch, settings.max_shift_px, gen)``, cross-entropy,
+    one scheduler step per batch; the model is returned in eval mode."""
     xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_train)
     model.train()
     for _ in range(settings.epochs):
         order = torch.randperm(len(xs), generator=gen)
         for start in range(0, len(xs), settings.batch_size):
             idx = order[start: start + settings.batch_size]
-            loss = F.cross_entropy(model(_shift(xs[idx], settings.max_shift_px, gen)), ys[idx])
+            loss = F.cross_entropy(model(augment(xs[idx], settings.max_shift_px, gen)), ys[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from graphs.reference_models import ViT
-from graphs.train_digits_cnn import load_images, predict, publish, split
+from graphs.train_digits_cnn import fit, load_images, predict, publish, split
 
 REPO = Path(__file__).resolve().parents[1]
 ONNX_PATH = REPO / "graphs" / "digits_vit.onnx"
@@ -76,18 +76,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, settings: TrainSettings) -> 
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, rate)
-    xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    model.train()
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(xs), generator=gen)
-        for start in range(0, len(xs), settings.batch_size):
-            idx = order[start: start + settings.batch_size]
-            loss = F.cross_entropy(model(shift_each(xs[idx], settings.max_shift_px, gen)), ys[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+    return fit(model, opt, sched, x_train, y_train, settings, gen, shift_each)
 
 
 def main(argv: list[str] | None = None) -> int:

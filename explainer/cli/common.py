@@ -68,15 +68,23 @@ def add_preprocess_options(p: argparse.ArgumentParser) -> None:
                    help="letterbox padding: one pixel value 0..255, or one per channel in RGB order (default 0)")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_at_least(minimum: int, what: str) -> Any:
+    """An argparse type: an integer >= ``minimum`` (``what`` names such integers in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {value}")
+        return value
+    parse.__name__ = f"{what.replace('-', '_')}_int"
+    return parse
+
+
+#: argparse types: an integer >= 1, an integer >= 0
+positive_int = _int_at_least(1, "positive")
+non_negative_int = _int_at_least(0, "non-negative")
 
 
 def rule_params(args: argparse.Namespace) -> dict[str, Any]:

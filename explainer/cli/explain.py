@@ -16,6 +16,7 @@ from explainer.cli.common import (
     add_model_options,
     add_preprocess_options,
     model_input,
+    non_negative_int,
     positive_int,
     rule_params,
 )
@@ -50,17 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per ONNX Runtime run (default 8)")
     p.add_argument("--keep-going", action="store_true",
                    help="skip images that cannot be read, explain the others, list the skipped ones and exit 2")
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
 
 
 def output_names(stem: str, sr: bool) -> list[str]:

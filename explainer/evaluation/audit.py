@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from explainer.errors import InputError
-from explainer.files import FileGroup
+from explainer.files import JSON_MAX_DEPTH, FileGroup, read_json
 
 COMPARABLE_SETTINGS = ("steps", "region", "grid", "perturb", "perturb_params", "repeats", "seed", "layout",
                        "images", "score")
-BASELINE_MAX_BYTES = 64 * 2**20
-"""Largest baseline report :func:`read_baseline` reads (a report of 10,000 images and 100 steps is about 20 MB)."""
-BASELINE_MAX_DEPTH = 32
-"""Deepest nesting of lists and objects :func:`read_baseline` accepts (a report nests 5 deep)."""
+BASELINE_MAX_DEPTH = JSON_MAX_DEPTH
+"""Deepest nesting of lists and objects :func:`read_baseline` accepts (``explainer.files.read_json``)."""
 
 
 @dataclass(frozen=True)
@@ -106,29 +104,11 @@ def check_audit_request(method: str, *, min_gain: float, baseline: Mapping[str, 
 def read_baseline(path: str | os.PathLike) -> dict[str, Any]:
     """The evaluation stored in a ``report.json`` (its ``evaluation`` part) or an ``aopc.json``.
 
-    Reads at most :data:`BASELINE_MAX_BYTES` and accepts nesting up to :data:`BASELINE_MAX_DEPTH` (``/dev/zero`` or a
-    deeply nested file is refused, not read forever or recursed into); :class:`InputError` naming the file otherwise.
+    Read with bounds (``explainer.files.read_json``: ``/dev/zero`` or a deeply nested file is refused, not read
+    forever or recursed into); :class:`InputError` naming the file otherwise.
     """
     where = f"baseline '{path}'"
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(BASELINE_MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{where}: is a folder, expected a report.json") from None
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read it ({exc.strerror or exc})") from None
-    if len(data) > BASELINE_MAX_BYTES:
-        raise InputError(f"{where}: larger than {BASELINE_MAX_BYTES // 2**20} MiB; not a report written by explainer")
-    try:
-        parsed = json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise InputError(f"{where}: JSON nested more than {BASELINE_MAX_DEPTH} levels deep") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{where}: not a readable JSON report ({exc})") from None
-    if _depth(parsed) > BASELINE_MAX_DEPTH:
-        raise InputError(f"{where}: JSON nested more than {BASELINE_MAX_DEPTH} levels deep")
+    parsed = read_json(path, where)
     if isinstance(parsed, dict) and isinstance(parsed.get("evaluation"), dict):
         parsed = parsed["evaluation"]
     if not isinstance(parsed, dict) or not isinstance(parsed.get("methods"), dict):
@@ -209,21 +189,6 @@ def _seed(entry: Any) -> str | None:
     """The relevance seed a method's entry records (reports written before seeds were recorded have none)."""
     seed = entry.get("seed") if isinstance(entry, Mapping) else None
     return seed if isinstance(seed, str) else None
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of parsed JSON (a scalar is 0), without recursion."""
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, level + 1)
-        if deepest > BASELINE_MAX_DEPTH:
-            return deepest
-        stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def _is_number(value: Any) -> bool:

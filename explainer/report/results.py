@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from explainer import files
 from explainer.errors import InputError
 from explainer.images.io import load_image
 from explainer.images.labels import load_labels, read_labels, top_k
@@ -29,8 +29,6 @@ THUMBNAIL_SIDE = 256
 """Longest side, in pixels, of a picture of one image in the report (larger ones are scaled down)."""
 PLOT_SIDE = 1200
 """Longest side, in pixels, of the AOPC curves plot in the report."""
-MAX_JSON_BYTES = 64 * 2**20
-"""Largest ``aopc.json`` / ``report.json`` read (a report of 10,000 images and 100 steps is about 20 MB)."""
 MAX_ARRAY_BYTES = 64 * 2**20
 """Largest array read from an ``.npz`` (the logits of a 1000-class model take 4 kB)."""
 PNG_MAX_COLOURS = 4096
@@ -140,20 +138,9 @@ def read_section(folder: str | Path, *, labels: str | Path | None = None, top: i
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, read with a size bound; :class:`InputError` naming the file otherwise."""
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_JSON_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    if len(data) > MAX_JSON_BYTES:
-        raise InputError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MiB; not a report written by explainer")
-    try:
-        parsed = json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply; not a report written by explainer") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path}: not readable JSON ({exc})") from None
+    """A JSON object from ``path``, read with bounds (``explainer.files.read_json``); :class:`InputError` naming the
+    file otherwise."""
+    parsed = files.read_json(path, str(path))
     if not isinstance(parsed, dict):
         raise InputError(f"{path}: expected a JSON object written by explainer")
     return parsed
