@@ -193,7 +193,7 @@ def read_json(path: str | os.PathLike, where: str) -> Any:
     except RecursionError:
         raise InputError(f"{where}: JSON nested more than {JSON_MAX_DEPTH} levels deep") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{where}: not readable JSON ({exc})") from None
+        raise InputError(f"{where}: not a readable JSON report ({exc})") from None
     if _depth(parsed) > JSON_MAX_DEPTH:
         raise InputError(f"{where}: JSON nested more than {JSON_MAX_DEPTH} levels deep")
     return parsed
