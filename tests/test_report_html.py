@@ -186,7 +186,7 @@ def test_images_sort_naturally_and_top_classes_use_the_labels(tmp_path: Path):
 
 @pytest.mark.parametrize(("case", "expected"), [
     ("missing", "no such folder"), ("empty", "holds no results"), ("corrupt npz", "a.npz: not a readable .npz"),
-    ("bad json", "aopc.json: not readable JSON"), ("labels count", "has 2 names but"),
+    ("bad json", "aopc.json: not a readable JSON report"), ("labels count", "has 2 names but"),
     ("over an input", "would overwrite the input"), ("output is a folder", "a folder of that name exists")])
 def test_bad_input_writes_nothing(tmp_path: Path, case: str, expected: str):
     folder = tmp_path / "explanations"
