@@ -16,8 +16,11 @@ TARGET_CREATION = 1.5     # Explainer(...) / plain session
 TARGET_MEMORY = 2.0       # peak RSS, Explainer + explain / plain session + forward
 TARGET_SR_S = 0.5         # seconds per 224 x 224 SR map
 TARGET_EVAL = 1.2         # region perturbation / bare forwards
-#: ``Explainer.timings`` stages in the order they run (verify builds the forward session)
-STAGES = ("load", "canonicalise", "verify", "build", "session")
+#: ``Explainer.timings`` stages in the order they run (verify runs the relevance graph once)
+STAGES = ("load", "canonicalise", "build", "session", "verify")
+#: issue 13's goals for explanation time / ORT forward, by method
+TARGET_RATIO = {"gradient": 2.0}
+TARGET_RATIO_LRP = 2.5
 
 
 def machine_lines(threads: int, zennit: bool) -> list[str]:
@@ -89,10 +92,10 @@ def _explanation(records: list[dict], repeats: int) -> list[str]:
     out += table(["model", "batch", "method", "ORT forward", "ours explain", "ours / fwd", "Zennit", "Zennit / fwd",
                   f"speed-up vs Zennit (≥ {TARGET_SPEEDUP})"], rows) + [""]
     if argmax_rows:
-        out += ["### explain(x) without targets (arg-max path: forward session first)", ""]
+        out += ["### explain(x) without targets (arg-max path: the relevance graph explains the arg-max itself)", ""]
         out += table(["model", "batch", "method", "explain(x, target)", "explain(x)", "Explainer.forward",
                       "ORT forward (original)", "forward / original",
-                      "first explain(x) (builds the forward session if none yet)"], argmax_rows) + [""]
+                      "first explain(x)"], argmax_rows) + [""]
     return out
 
 
@@ -107,8 +110,8 @@ def _creation(records: list[dict], plain_records: list[dict], repeats: int) -> l
                     + [fmt(stages.get(k), digits=2) for k in STAGES]
                     + [fmt(other, digits=2), fmt(ratio(stages.get("session"), plain), digits=2)])
     out = [f"## Session creation (median of {repeats}, s)", "",
-           "Stages from `Explainer.timings` (of the creation with the median total): 'verify' builds and runs the "
-           "canonical forward graph's session; 'build' is the relevance graph, 'session' its ONNX Runtime session.",
+           "Stages from `Explainer.timings` (of the creation with the median total): 'build' is the relevance graph, "
+           "'session' its ONNX Runtime session, 'verify' one run of it on the reference input.",
            ""]
     return out + table(["model", "method", "plain ORT session", "Explainer", f"ratio (≤ {TARGET_CREATION})",
                         *STAGES, "other", "relevance session / plain"], rows) + [""]
@@ -168,12 +171,36 @@ def _evaluation(records: list[dict]) -> list[str]:
                         "evaluation", "in scorer (rows)", "outside scorer", f"ratio (≤ {TARGET_EVAL})"], rows) + [""]
 
 
+def _goals(by: dict[str, list[dict]]) -> list[str]:
+    """Issue 13's table: each measured row against its goal, from the records of this run."""
+    rows = []
+    for r in by["explain"]:
+        goal = TARGET_RATIO.get(r["method"], TARGET_RATIO_LRP)
+        rows.append([f"{r['method']} / ORT forward ({r['model']}, batch {r['batch']})",
+                     verdict(ratio(median(r["ours"]), median(r["plain"])), goal), f"≤ {goal}×"])
+    memory = {(m["which"], m["model"], m["batch"], m["method"]): m for m in by["memory"]}
+    for (which, model, batch, method), m in memory.items():
+        plain = memory.get(("plain", model, batch, None))
+        if which == "ours" and plain:
+            rows.append([f"peak RSS of explain / plain forward ({model}, batch {batch}, {method})",
+                         verdict(ratio(m["peak"], plain["peak"]), TARGET_MEMORY), f"≤ {TARGET_MEMORY}×"])
+    plain_create = {r["model"]: median(r["seconds"]) for r in by["plain_create"]}
+    for r in by["create"]:
+        rows.append([f"Explainer() / ORT session creation ({r['model']}, {r['method']})",
+                     verdict(ratio(median(r["seconds"]), plain_create.get(r["model"])), TARGET_CREATION),
+                     f"≤ {TARGET_CREATION}×"])
+    if not rows:
+        return []
+    return ["## Goals (issue 13), from this run", ""] + table(["measure", "now", "goal"], rows) + [""]
+
+
 def report(records: list[dict], header: list[str], repeats: int, elapsed: float) -> str:
     """The whole report: ``header`` (the command, then machine lines), then every table that has records."""
     by = defaultdict(list)
     for r in records:
         by[r["kind"]].append(r)
     out = ["# explainer benchmark", "", f"`{header[0]}`", "", *header[1:], ""]
+    out += _goals(by)
     out += _explanation(by["explain"], repeats)
     out += _creation(by["create"], by["plain_create"], repeats)
     if by["memory"]:
