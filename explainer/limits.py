@@ -10,6 +10,7 @@ units: ``EXPLAINER_MAX_BYTES=32G``).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,9 @@ MAX_BYTES_ENV = "EXPLAINER_MAX_BYTES"
 
 DEFAULT_MAX_BYTES = 4 * 2**30
 """Largest estimated allocation of one request (4 GiB)."""
+
+DEFAULT_EVALUATION_BYTES = 2**30
+"""Default memory budget of an evaluation's batches (``explainer evaluate --max-memory``): 1 GiB."""
 
 MAX_LABELS_BYTES = 16 * 2**20
 """Largest labels file read (16 MiB; ImageNet-21k's names take under 1 MiB)."""
@@ -38,6 +42,24 @@ def parse_bytes(text: str) -> int:
     if not math.isfinite(value) or value < 1:
         raise ValueError(f"not a positive byte count: {text!r}")
     return int(value)
+
+
+def memory_budget(value: int | str, what: str = "max_memory") -> int:
+    """A memory budget in bytes from a positive integer or a text such as ``'512M'`` or ``'2G'`` (binary units, see
+    :func:`parse_bytes`); an InputError naming ``what`` otherwise."""
+    if isinstance(value, str):
+        try:
+            return parse_bytes(value)
+        except ValueError:
+            raise InputError(f"{what} {value!r} is not a byte count (e.g. 512M, 2G or 1073741824)") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"{what} must be a positive number of bytes or a text such as '512M'; got {value!r}")
+    return int(value)
+
+
+def fitting_batch(per_sample: int, budget: int, cap: int) -> int:
+    """The largest batch, at most ``cap`` and at least 1, whose samples of ``per_sample`` bytes fit ``budget``."""
+    return max(1, min(int(cap), int(budget) // max(1, int(per_sample))))
 
 
 def max_bytes() -> int:

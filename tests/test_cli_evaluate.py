@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,11 @@ import pytest
 from PIL import Image
 
 import explainer.cli.evaluate
+import explainer.evaluation.compare
 from explainer import Explainer, InputError, evaluate
+from explainer.api import LowConservationWarning
 from explainer.cli import COMMANDS, build_parser
+from explainer.evaluation.compare import evaluation_sizes
 from explainer.evaluation.region_perturbation import compare_heatmaps, forward_passes
 from explainer.evaluation.regions import max_regions, order_regions, plan_regions, scaled_region, scaled_steps
 from explainer.images.preprocess import load_batch, preprocessing
@@ -357,7 +361,7 @@ def test_a_protocol_that_cannot_work_fails_before_any_explanation(tmp_path, monk
         pytest.fail("images were loaded or explained before the protocol was checked")
 
     monkeypatch.setattr(explainer.cli.evaluate, "load_batch", never)
-    monkeypatch.setattr(explainer.cli.evaluate, "Explainer", never)
+    monkeypatch.setattr(explainer.evaluation.compare, "Explainer", never)
     folder = "--report" if command == "audit" else "--out"
     code, stdout, stderr = run_cli([command, DIGITS, EXAMPLES, *options, folder, tmp_path / "out"])
     assert code == 2 and stdout == "" and stderr.count("\n") == 1 and stderr.startswith("explainer: error: ")
@@ -381,6 +385,86 @@ def test_progress_bars_name_the_method_and_order(capsys):
                      perturb="zero", repeats=2, progress=True)
     err = capsys.readouterr().err
     assert "lrp MoRF" in err and "random order" in err and "random random" not in err
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def test_chunks_and_batches_leave_the_report_unchanged(tmp_path):
+    """Images are read, explained and perturbed a chunk at a time, with random draws seeded per image: chunks of 1,
+    3 (uneven: 3 + 2) and all 5 images, and batches of 3 perturbed images (a 1 MiB budget), write the same
+    aopc.json to the last digit of every float."""
+    common = ["evaluate", DIGITS, *IMAGES[:5], "--methods", "epsilon-plus-flat,gradient,random", "--order", "both",
+              "--steps", "6", "--region", "4", "--repeats", "2"]
+    texts, memory = [], []
+    for option in (["--chunk", "1"], ["--chunk", "3"], ["--chunk", "5"], ["--max-memory", "1M"]):
+        out = tmp_path / "-".join(option)
+        code, stdout, stderr = run_cli([*common, *option, "--out", out])
+        assert code == 0, stderr
+        texts.append((out / "aopc.json").read_text(encoding="utf-8"))
+        memory.append(next(line for line in stdout.splitlines() if line.startswith("memory: ")))
+    assert texts[1:] == texts[:1] * 3
+    report = json.loads(texts[0])
+    assert report["settings"]["images"] == 5 and np.shape(report["methods"]["gradient"]["per_image"]) == (5, 7)
+    # the digits CNN explains an image in about 273 KiB and scores a perturbed one in about 164 KiB; each gets half
+    # of the budget
+    assert [line.split(" image(s) at a time")[0] for line in memory] == ["memory: 1", "memory: 3", "memory: 5",
+                                                                         "memory: 1"]
+    assert "scored 36 at a time" in memory[1]                       # all that a chunk makes: 3 images × 6 steps × 2
+    assert "scored 3 at a time" in memory[3] and "within 1 MiB" in memory[3]
+
+
+def _conv_explainer(tmp_path: Path, side: int) -> Explainer:
+    return Explainer(_dynamic_model(tmp_path), "gradient", input_shape=(1, side, side), provider="cpu")
+
+
+def test_the_memory_budget_picks_smaller_batches_for_a_larger_model(tmp_path):
+    small, large = _conv_explainer(tmp_path, 32), _conv_explainer(tmp_path, 256)
+    sizes = [evaluation_sizes(ex, 100, steps=10, repeats=2, max_memory="16M") for ex in (small, large)]
+    # every activation of this convolution grows with the pixels: 64 times as many bytes per image
+    assert sizes[1].score_bytes == 64 * sizes[0].score_bytes and sizes[1].explain_bytes > 60 * sizes[0].explain_bytes
+    for s in sizes:
+        assert s.budget == 16 * 2**20                                       # half for each session's batches
+        assert s.batch == min(128, 2**23 // s.score_bytes) and s.chunk == min(32, 2**23 // s.explain_bytes)
+    assert (sizes[0].batch, sizes[0].chunk) == (128, 32)                   # capped by --batch-size and MAX_CHUNK
+    assert sizes[1].batch < 10 and sizes[1].chunk < 5
+    one = evaluation_sizes(large, 100, steps=10, repeats=2, max_memory=1, batch_size=50)
+    assert (one.batch, one.chunk) == (1, 1)                                 # one image that alone exceeds the budget
+    few = evaluation_sizes(small, 3, steps=2, repeats=1, chunk=8)
+    assert (few.chunk, few.batch) == (3, 6)                                 # no more than the run has
+
+
+def test_vanishing_relevance_warns_once_per_method_with_indices_in_the_run(monkeypatch):
+    explain = Explainer.explain
+
+    def vanishing(self, x, target=None, batch_size=None):
+        warnings.warn(LowConservationWarning(self, np.array([0]), np.array([0.01])), stacklevel=2)
+        return explain(self, x, target, batch_size)
+
+    monkeypatch.setattr(Explainer, "explain", vanishing)
+    x, _ = load_batch(IMAGES[:5], DIGITS_SPEC, preprocessing("unit", channels=1))
+    with pytest.warns(LowConservationWarning) as caught:
+        evaluate(str(DIGITS), x, ["gradient", "lrp-epsilon"], low=0.0, high=1.0, steps=2, region=8, repeats=1,
+                 include_random=False, chunk=2, provider="cpu", progress=False)
+    assert [(w.message.method, w.message.samples.tolist()) for w in caught] == [("gradient", [0, 2, 4]),
+                                                                               ("lrp-epsilon", [0, 2, 4])]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "audit"])
+@pytest.mark.parametrize("value", ["0", "lots", "-1", "2X", "1e9", ""])
+def test_a_bad_max_memory_is_a_one_line_error(tmp_path, command, value):
+    folder = "--report" if command == "audit" else "--out"
+    code, stdout, stderr = run_cli([command, DIGITS, IMAGES[0], "--max-memory", value, folder, tmp_path / "out"])
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1
+    assert stderr.startswith("explainer: error: argument --max-memory: expected a byte count such as 512M")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["lots", 0, -5, True, 1.5])
+def test_evaluate_api_refuses_a_bad_budget_before_loading_the_model(value):
+    with pytest.raises(InputError, match="max_memory"):
+        evaluate("no-such-model.onnx", np.zeros((1, 1, 32, 32), np.float32), ["gradient"], low=0.0, high=1.0,
+                 max_memory=value, progress=False)
 
 
 # ---------------------------------------------------------------------------------------------- relevance seed
@@ -466,7 +550,8 @@ def test_every_option_shows_its_default_in_help(command):
                if a.option_strings and a.nargs != 0 and not a.required and "default" not in (a.help or "")]
     assert missing == []
     text = " ".join(sub.format_help().split())
-    expected = {"evaluate": ["default morf", "perturbed images per ONNX Runtime run (default 128)", "--seed-mode"],
+    expected = {"evaluate": ["default morf", "most perturbed images per ONNX Runtime run (default 128;",
+                             "--max-memory BYTES", "(default 1G)", "--seed-mode"],
                 "audit": ["method under audit (default: epsilon-plus-flat)", "--seed-mode"],
                 "check": ["--size N|HxW", "--input-shape"]}
     for fragment in expected.get(command, []):

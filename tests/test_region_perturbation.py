@@ -11,7 +11,13 @@ from onnx import TensorProto, helper, numpy_helper
 from explainer.errors import InputError, ModelError
 from explainer.evaluation.complexity import heatmap_complexity, heatmap_to_uint8, histogram_entropy, png_bytes
 from explainer.evaluation.perturbations import uniform
-from explainer.evaluation.region_perturbation import abpc, as_score_fn, compare_heatmaps, region_perturbation
+from explainer.evaluation.region_perturbation import (
+    Comparison,
+    abpc,
+    as_score_fn,
+    compare_heatmaps,
+    region_perturbation,
+)
 from explainer.evaluation.report import format_table, write_comparison
 
 
@@ -269,6 +275,44 @@ def test_compare_rejects_reserved_name_and_bad_orders() -> None:
         compare_heatmaps(model, images, {"a": heatmaps}, orders=("lerf",), steps=2, low=0, high=1, progress=False)
     with pytest.raises(InputError, match="heatmaps of method 'b' have shape"):
         compare_heatmaps(model, images, {"a": heatmaps, "b": heatmaps[:2]}, steps=2, low=0, high=1, progress=False)
+
+
+def test_a_comparison_fed_chunk_by_chunk_equals_the_whole() -> None:
+    """Chunks in any order, methods interleaved: the same report to the last digit (random draws are seeded by the
+    image's index in the run, not in its chunk)."""
+    rng = np.random.default_rng(4)
+    weights = rng.normal(size=(5, 3, 27, 36))
+    images = rng.random((5, 3, 27, 36), dtype=np.float32)
+    maps = {"lrp": (weights[0] * images).sum(axis=1), "noise": rng.normal(size=(5, 27, 36))}
+    options = dict(orders=("morf", "lerf"), steps=6, low=0.0, high=1.0, repeats=2, seed=3, batch_size=4,
+                   progress=False)
+    whole = compare_heatmaps(linear_model(weights), images, maps, **options)
+    comparison = Comparison(linear_model(weights), ["lrp", "noise"], 5, **options)
+    chunks = [slice(3, 5), slice(0, 1), slice(1, 3)]
+    for chunk in chunks:
+        comparison.observe(images[chunk], chunk.start)
+    for chunk in reversed(chunks):
+        comparison.add_random(images[chunk], chunk.start)
+        for name in ("noise", "lrp"):
+            comparison.add(name, images[chunk], chunk.start, maps[name][chunk])
+    assert comparison.report() == whole
+
+
+def test_a_comparison_refuses_chunks_that_do_not_fit() -> None:
+    model, images, heatmaps = noisy_problem()
+    comparison = Comparison(model, ["a"], 3, steps=2, low=0.0, high=1.0, repeats=1, progress=False)
+    with pytest.raises(InputError, match="image 0 has not been observed"):
+        comparison.add("a", images[:2], 0, heatmaps[:2])
+    with pytest.raises(InputError, match="a chunk of 2 image.s. starting at image 2 does not fit a run of 3"):
+        comparison.observe(images[:2], 2)
+    comparison.observe(images[:2], 0)
+    with pytest.raises(InputError, match="method 'b' is not among"):
+        comparison.add("b", images[:2], 0, heatmaps[:2])
+    with pytest.raises(InputError, match="targets were predicted for earlier images and given for images 2..2"):
+        comparison.observe(images[2:], 2, targets=np.array([1]))
+    comparison.add("a", images[:2], 0, heatmaps[:2])
+    with pytest.raises(InputError, match="image 2 has no curve for method 'a'"):
+        comparison.report()
 
 
 def test_write_comparison_and_table(tmp_path) -> None:

@@ -11,14 +11,18 @@ targets).
 * ABPC = 1/(L+1) * sum_k [f(x_LeRF(k)) - f(x_MoRF(k))], averaged over images (= AOPC(MoRF) - AOPC(LeRF)).
 
 Speed: the L perturbed images of one image and repetition are built by array copies into one reusable batch buffer
-and scored in batches of ``batch_size`` across images and repetitions; f(x(0)) is scored once per image. Random
-draws come from a generator seeded by (seed, image index, repetition), so results do not depend on ``batch_size``
+and scored in batches of ``batch_size`` across images and repetitions; f(x(0)) is scored once per image.
+
+Memory: :class:`Comparison` takes the images chunk by chunk and keeps only per-image results (the L mean scores of
+each image, method and order, and two complexity figures per image and method), so a run over many images holds one
+chunk, one batch and those rows. Random draws come from a generator seeded by (seed, image index, repetition), with
+the image's index in the whole run, not in its chunk: results depend neither on ``batch_size`` nor on the chunking,
 and every method sees the same noise for the same image (common random numbers).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -98,10 +102,19 @@ def region_perturbation(
     and random orders are averaged over ``repeats``; deterministic ones run once. ``targets`` defaults to the
     argmax of the logits at the unperturbed images.
     """
-    run = _Run.prepare(score_fn, images, layout=layout, steps=steps, region=region, perturb=perturb, low=low,
-                       high=high, repeats=repeats, seed=seed, grid=grid, targets=targets, batch_size=batch_size,
-                       progress=progress)
-    return run.evaluate(run.check_heatmaps(heatmaps, "heatmaps"), order)
+    protocol = _Protocol.prepare(score_fn, layout=layout, steps=steps, region=region, perturb=perturb, low=low,
+                                 high=high, repeats=repeats, seed=seed, grid=grid, batch_size=batch_size)
+    if order not in ORDERS:
+        raise InputError(f"order must be one of {ORDERS}; got {order!r}")
+    images = protocol.check_images(images)
+    n = len(images)
+    maps = protocol.check_heatmaps(heatmaps, images, "heatmaps")
+    (f0, targets), source = _resolve_targets(targets, protocol.predict(images), n)
+    desc = "random order" if order == "random" else f"region perturbation {_ORDER_NAMES[order]}"
+    with tqdm(total=n, desc=desc, unit="image", disable=not progress) as bar:
+        rows = protocol.scores(images, 0, targets, maps, order, bar.update)
+    settings = dict(protocol.settings(n, source), order=order, repeats=protocol.repeats_for(order))
+    return _result(f0, targets, rows, settings)
 
 
 def abpc(morf: PerturbationResult, lerf: PerturbationResult) -> float:
@@ -140,39 +153,23 @@ def compare_heatmaps(
     Structure: ``{"settings": {...}, "methods": {name: {"aopc", "abpc" (null without LeRF), "curve" (L+1),
     "per_image" (N x (L+1) curves), "per_image_aopc" (N), "repeats", "complexity": {"png_bytes", "entropy"},
     ["curve_lerf", "aopc_lerf" with LeRF]}}}``. With ``include_random`` a ``"random"`` entry uses the random order
-    (its abpc and complexity are null). Other options as in :func:`region_perturbation`.
+    (its abpc and complexity are null). Other options as in :func:`region_perturbation`; :class:`Comparison`
+    computes the same report from images given chunk by chunk.
     """
-    from explainer.evaluation.complexity import heatmap_complexity
-
-    orders = tuple(orders)
-    if "morf" not in orders or not set(orders) <= {"morf", "lerf"} or len(set(orders)) != len(orders):
-        raise InputError(f"orders must be ('morf',) or ('morf', 'lerf'); got {orders}")
     if not heatmaps_by_method:
         raise InputError("heatmaps_by_method is empty: give at least one method's heatmaps")
-    if include_random and "random" in heatmaps_by_method:
-        raise InputError("method name 'random' is reserved for the random-order baseline; rename the method or "
-                         "pass include_random=False")
-    run = _Run.prepare(score_fn, images, layout=layout, steps=steps, region=region, perturb=perturb, low=low,
-                       high=high, repeats=repeats, seed=seed, grid=grid, targets=targets, batch_size=batch_size,
-                       progress=progress)
-    checked = {name: run.check_heatmaps(maps, f"heatmaps of method {name!r}") for name, maps in
-               heatmaps_by_method.items()}
-    methods: dict[str, Any] = {}
+    comparison = Comparison(score_fn, list(heatmaps_by_method), len(images), orders=orders,
+                            include_random=include_random, layout=layout, steps=steps, region=region, perturb=perturb,
+                            low=low, high=high, repeats=repeats, seed=seed, grid=grid, batch_size=batch_size,
+                            progress=progress)
+    images = comparison.observe(images, 0, targets)
+    checked = {name: comparison.protocol.check_heatmaps(maps, images, f"heatmaps of method {name!r}")
+               for name, maps in heatmaps_by_method.items()}
     for name, maps in checked.items():
-        morf = run.evaluate(maps, "morf", label=name)
-        entry = _method_entry(morf)
-        if "lerf" in orders:
-            lerf = run.evaluate(maps, "lerf", label=name)
-            entry["abpc"] = abpc(morf, lerf)
-            entry["aopc_lerf"] = lerf.aopc
-            entry["curve_lerf"] = lerf.curve.tolist()
-        entry["complexity"] = heatmap_complexity(maps)
-        methods[name] = entry
+        comparison.add(name, images, 0, maps)
     if include_random:
-        blank = np.zeros_like(next(iter(checked.values())))
-        methods["random"] = _method_entry(run.evaluate(blank, "random", label="random"))
-    settings = dict(run.settings(), orders=list(orders))
-    return {"settings": settings, "methods": methods}
+        comparison.add_random(images, 0)
+    return comparison.report()
 
 
 def forward_passes(images: int, steps: int, *, methods: int, orders: int = 1, repeats: int = 10,
@@ -182,6 +179,157 @@ def forward_passes(images: int, steps: int, *, methods: int, orders: int = 1, re
     repeats)."""
     runs = methods * orders * (repeats if random_perturbation else 1) + (repeats if include_random else 0)
     return images * (1 + steps * runs)
+
+
+class Comparison:
+    """The report of :func:`compare_heatmaps`, computed from images given chunk by chunk.
+
+    ``methods`` names the heatmaps to compare, ``images`` is how many images the run has. For each chunk (in any
+    order; ``first`` is the index of its first image in the whole run): :meth:`observe` scores the unperturbed images
+    (f(x0), targets), then :meth:`add` runs every order of one method on that chunk's heatmaps and :meth:`add_random`
+    the random-order baseline. Only per-image results are kept, so neither images nor heatmaps need to stay in
+    memory; :meth:`report` gives the same numbers as :func:`compare_heatmaps` on all images at once, whatever the
+    chunks. Options as in :func:`compare_heatmaps`.
+    """
+
+    def __init__(self, score_fn: Any, methods: Sequence[str], images: int, *, orders: Sequence[str] = ("morf",),
+                 include_random: bool = True, layout: str = "NCHW", steps: int = 100, region: int = 9,
+                 perturb: str | Perturbation | Callable = "uniform", low: float | np.ndarray | None = None,
+                 high: float | np.ndarray | None = None, repeats: int = 10, seed: int = 0, grid: str = "fixed",
+                 batch_size: int = 128, progress: bool = True) -> None:
+        orders = tuple(orders)
+        if "morf" not in orders or not set(orders) <= {"morf", "lerf"} or len(set(orders)) != len(orders):
+            raise InputError(f"orders must be ('morf',) or ('morf', 'lerf'); got {orders}")
+        methods = list(methods)
+        if not methods:
+            raise InputError("no method to compare: give at least one method's name")
+        if len(set(methods)) != len(methods):
+            raise InputError(f"method names must differ; got {methods}")
+        if include_random and "random" in methods:
+            raise InputError("method name 'random' is reserved for the random-order baseline; rename the method or "
+                             "pass include_random=False")
+        if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
+            raise InputError(f"images must be the number of images, at least 1; got {images!r}")
+        self.protocol = _Protocol.prepare(score_fn, layout=layout, steps=steps, region=region, perturb=perturb,
+                                          low=low, high=high, repeats=repeats, seed=seed, grid=grid,
+                                          batch_size=batch_size)
+        self.methods, self.orders, self.include_random, self.count = methods, orders, bool(include_random), int(images)
+        self.f0 = np.full(self.count, np.nan)
+        self.targets = np.full(self.count, -1, np.int64)
+        self.target_source: str | None = None
+        runs = [(name, order) for name in methods for order in orders] + [("random", "random")] * include_random
+        self.rows = {run: np.full((self.count, self.protocol.steps), np.nan) for run in runs}
+        self.complexity = {name: np.full((2, self.count), np.nan) for name in methods}
+        self._progress = bool(progress)
+        self._bar: tqdm | None = None
+        self._description = ""
+
+    def observe(self, images: np.ndarray, first: int, targets: np.ndarray | None = None) -> np.ndarray:
+        """Score the unperturbed ``images`` (the run's images ``first``, ``first + 1``, ...) once: f(x0) and the
+        targets (``targets``, else the predicted classes; give them for every chunk or for none). Returns the images
+        as checked (float32, contiguous)."""
+        images = self.protocol.check_images(images)
+        span = self._span(first, len(images))
+        (f0, chosen), source = _resolve_targets(targets, self.protocol.predict(images), len(images))
+        if self.target_source not in (None, source):
+            raise InputError(f"targets were {self.target_source} for earlier images and {source} for images "
+                             f"{span.start}..{span.stop - 1}: give targets for every chunk or for none")
+        self.target_source = source
+        self.f0[span], self.targets[span] = f0, chosen
+        return images
+
+    def chunk_targets(self, first: int, count: int) -> np.ndarray:
+        """The targets of the run's images ``first`` .. ``first + count - 1`` (they must have been observed)."""
+        span = self._span(first, count)
+        if (self.targets[span] < 0).any():
+            missing = span.start + int(np.argmax(self.targets[span] < 0))
+            raise InputError(f"image {missing} has not been observed: call observe() on its chunk first")
+        return self.targets[span].copy()
+
+    def add(self, name: str, images: np.ndarray, first: int, heatmaps: np.ndarray) -> None:
+        """Run every order of method ``name`` on ``images`` (starting at the run's image ``first``) with their
+        ``heatmaps`` (N, H, W), and keep the per-image results."""
+        if name not in self.complexity:
+            raise InputError(f"method {name!r} is not among the compared methods {self.methods}")
+        images = self.protocol.check_images(images)
+        maps = self.protocol.check_heatmaps(heatmaps, images, f"heatmaps of method {name!r}")
+        targets = self.chunk_targets(first, len(images))
+        span = slice(first, first + len(images))
+        for order in self.orders:
+            bar = self._progress_bar(f"{name} {_ORDER_NAMES[order]}")
+            self.rows[name, order][span] = self.protocol.scores(images, first, targets, maps, order, bar.update)
+        from explainer.evaluation.complexity import histogram_entropy, png_bytes
+        self.complexity[name][:, span] = png_bytes(maps), histogram_entropy(maps)
+
+    def add_random(self, images: np.ndarray, first: int) -> None:
+        """Run the random-order baseline on ``images`` (starting at the run's image ``first``)."""
+        if not self.include_random:
+            raise InputError("this comparison has no random baseline (include_random=False)")
+        images = self.protocol.check_images(images)
+        targets = self.chunk_targets(first, len(images))
+        bar = self._progress_bar("random order")
+        self.rows["random", "random"][first:first + len(images)] = self.protocol.scores(
+            images, first, targets, None, "random", bar.update)
+
+    def report(self) -> dict[str, Any]:
+        """The JSON-ready report (structure as in :func:`compare_heatmaps`) once every image has been added for
+        every method (InputError naming the first missing one otherwise)."""
+        methods: dict[str, Any] = {}
+        for name in self.methods:
+            morf = self._result(name, "morf")
+            entry = _method_entry(morf)
+            if "lerf" in self.orders:
+                lerf = self._result(name, "lerf")
+                entry["abpc"] = abpc(morf, lerf)
+                entry["aopc_lerf"] = lerf.aopc
+                entry["curve_lerf"] = lerf.curve.tolist()
+            png, entropy = self.complexity[name]
+            entry["complexity"] = {"png_bytes": float(png.mean()), "entropy": float(entropy.mean())}
+            methods[name] = entry
+        if self.include_random:
+            methods["random"] = _method_entry(self._result("random", "random"))
+        if self._bar is not None:
+            self._bar.close()
+        return {"settings": dict(self.protocol.settings(self.count, self.target_source), orders=list(self.orders)),
+                "methods": methods}
+
+    def _progress_bar(self, description: str) -> tqdm:
+        """The one progress bar of the run (curves done of images × runs), created on first use, now showing
+        ``description``."""
+        if self._bar is None:
+            self._bar = tqdm(total=self.count * len(self.rows), unit="curve", disable=not self._progress)
+        if self._description != description:
+            self._description = description
+            self._bar.set_description(description)
+        return self._bar
+
+    def _span(self, first: int, count: int) -> slice:
+        if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 0 \
+                or first + count > self.count:
+            raise InputError(f"a chunk of {count} image(s) starting at image {first!r} does not fit a run of "
+                             f"{self.count} images")
+        return slice(int(first), int(first) + count)
+
+    def _result(self, name: str, order: str) -> PerturbationResult:
+        rows = self.rows[name, order]
+        missing = np.isnan(rows).any(axis=1) | np.isnan(self.f0)
+        if missing.any():
+            label = "the random order" if name == "random" else f"method {name!r} ({_ORDER_NAMES[order]})"
+            raise InputError(f"image {int(np.argmax(missing))} has no curve for {label}: add every chunk before "
+                             "report()")
+        settings = dict(self.protocol.settings(self.count, self.target_source), order=order,
+                        repeats=self.protocol.repeats_for(order))
+        return _result(self.f0, self.targets, rows, settings)
+
+
+def _result(f0: np.ndarray, targets: np.ndarray, rows: np.ndarray, settings: dict[str, Any]) -> PerturbationResult:
+    """The result of per-image f(x0) and mean scores f(x1..xL) (N, L)."""
+    scores = np.concatenate([f0[:, None], rows], axis=1)
+    per_image = f0[:, None] - scores
+    per_image[:, 0] = 0.0
+    per_image_aopc = per_image.mean(axis=1)
+    return PerturbationResult(per_image.mean(axis=0), per_image, per_image_aopc, float(per_image_aopc.mean()),
+                              scores, targets.copy(), settings)
 
 
 def _method_entry(result: PerturbationResult) -> dict[str, Any]:
@@ -223,12 +371,10 @@ def _session_score_fn(session: Any) -> ScoreFn:
 
 
 @dataclass
-class _Run:
-    """Validated inputs shared by every order and method: images, model scores at x(0), targets, options."""
+class _Protocol:
+    """Validated options shared by every chunk, order and method, and the reusable batch buffer."""
 
     score: ScoreFn
-    images: np.ndarray
-    chw: np.ndarray
     layout: str
     perturbation: Perturbation
     steps: int
@@ -237,15 +383,12 @@ class _Run:
     repeats: int
     seed: int
     batch_size: int
-    progress: bool
-    f0: np.ndarray
-    targets: np.ndarray
-    target_source: str
+    checked: bool = False
+    buffer: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def prepare(cls, score_fn: Any, images: np.ndarray, *, layout: str, steps: int, region: int,
-                perturb: Any, low: Any, high: Any, repeats: int, seed: int, grid: str,
-                targets: np.ndarray | None, batch_size: int, progress: bool) -> _Run:
+    def prepare(cls, score_fn: Any, *, layout: str, steps: int, region: int, perturb: Any, low: Any, high: Any,
+                repeats: int, seed: int, grid: str, batch_size: int) -> _Protocol:
         if layout not in LAYOUTS:
             raise InputError(f"layout must be one of {LAYOUTS}; got {layout!r}")
         if grid not in GRIDS:
@@ -254,42 +397,56 @@ class _Run:
                                      ("batch_size", batch_size, 1), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
                 raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}")
+        perturbation = resolve_perturbation(perturb, low=low, high=high, layout=layout)
+        return cls(as_score_fn(score_fn), layout, perturbation, int(steps), int(region), grid, int(repeats),
+                   int(seed), int(batch_size))
+
+    def chw(self, images: np.ndarray) -> np.ndarray:
+        return images if self.layout == "NCHW" else images.transpose(0, 3, 1, 2)
+
+    def check_images(self, images: np.ndarray) -> np.ndarray:
+        """``images`` as a contiguous float32 batch with room for ``steps`` regions (InputError otherwise); the
+        first batch also tries the perturbation on its first image."""
         images = np.ascontiguousarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[0] == 0:
-            raise InputError(f"images must be a non-empty 4-D {layout} batch; got shape {images.shape}")
+            raise InputError(f"images must be a non-empty 4-D {self.layout} batch; got shape {images.shape}")
         if not np.isfinite(images).all():
             raise InputError(f"images of shape {images.shape} contain non-finite values")
-        chw = images if layout == "NCHW" else images.transpose(0, 3, 1, 2)
+        chw = self.chw(images)
         _, _, h, w = chw.shape
-        available = max_regions(h, w, region)
-        if available < steps:
-            raise InputError(f"{layout} images of shape {images.shape} ({h}x{w} pixels) hold only {available} "
-                             f"non-overlapping {region}x{region} regions; steps={steps} needs at least that many (use "
-                             "fewer steps or a smaller region; explainer.evaluate scales both to the input)")
-        perturbation = resolve_perturbation(perturb, low=low, high=high, layout=layout)
-        perturbation(chw[0], np.random.default_rng(seed))
-        score = as_score_fn(score_fn)
-        logits = _predict(score, images, int(batch_size))
-        targets_arr, source = _resolve_targets(targets, logits, len(images))
-        f0 = logits[np.arange(len(images)), targets_arr]
-        return cls(score, images, chw, layout, perturbation, int(steps), int(region), grid, int(repeats),
-                   int(seed), int(batch_size), bool(progress), f0, targets_arr, source)
+        available = max_regions(h, w, self.region)
+        if available < self.steps:
+            raise InputError(f"{self.layout} images of shape {images.shape} ({h}x{w} pixels) hold only {available} "
+                             f"non-overlapping {self.region}x{self.region} regions; steps={self.steps} needs at least "
+                             "that many (use fewer steps or a smaller region; explainer.evaluate scales both to the "
+                             "input)")
+        if not self.checked:
+            self.perturbation(chw[0], np.random.default_rng(self.seed))
+            self.checked = True
+        return images
 
-    def check_heatmaps(self, heatmaps: np.ndarray, what: str) -> np.ndarray:
+    def check_heatmaps(self, heatmaps: np.ndarray, images: np.ndarray, what: str) -> np.ndarray:
         maps = np.asarray(heatmaps)
-        n, _, h, w = self.chw.shape
+        n, _, h, w = self.chw(images).shape
         if maps.shape != (n, h, w):
             raise InputError(f"{what} have shape {maps.shape}; expected (N, H, W) = {(n, h, w)} to match "
-                             f"{self.layout} images of shape {self.images.shape}")
+                             f"{self.layout} images of shape {images.shape}")
         if not np.issubdtype(maps.dtype, np.number) or not np.isfinite(maps).all():
             raise InputError(f"{what} must be finite numbers (dtype {maps.dtype})")
         return maps
 
-    def settings(self) -> dict[str, Any]:
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.concatenate([_checked_logits(self.score, images[i:i + self.batch_size])
+                               for i in range(0, len(images), self.batch_size)])
+
+    def repeats_for(self, order: str) -> int:
+        return self.repeats if (self.perturbation.random or order == "random") else 1
+
+    def settings(self, images: int, target_source: str | None) -> dict[str, Any]:
         return {
             "protocol": "region perturbation (Samek et al., arXiv 1509.06321)",
             "aopc_definition": AOPC_DEFINITION,
-            "score": f"pre-softmax logit of the {self.target_source} class",
+            "score": f"pre-softmax logit of the {target_source or 'predicted'} class",
             "steps": self.steps,
             "region": self.region,
             "grid": self.grid,
@@ -298,88 +455,97 @@ class _Run:
             "repeats": self.repeats,
             "seed": self.seed,
             "layout": self.layout,
-            "images": int(len(self.images)),
+            "images": int(images),
         }
 
-    def evaluate(self, heatmaps: np.ndarray, order: str, label: str | None = None) -> PerturbationResult:
-        if order not in ORDERS:
-            raise InputError(f"order must be one of {ORDERS}; got {order!r}")
-        repeats = self.repeats if (self.perturbation.random or order == "random") else 1
-        n = len(self.images)
+    def scores(self, images: np.ndarray, first: int, targets: np.ndarray, heatmaps: np.ndarray | None, order: str,
+               advance: Callable[[int], Any]) -> np.ndarray:
+        """Mean over repetitions of f(x(k)), k = 1..L, of each of ``images`` (the run's images ``first``, ...):
+        (N, L) float64. ``heatmaps`` is None for the random order; ``advance(k)`` reports k more images done."""
+        chw = self.chw(images)
+        n, _, h, w = chw.shape
+        repeats = self.repeats_for(order)
         fixed_order = None
         if order != "random":
             fixed_order = order_regions(heatmaps, self.steps, size=self.region, order=order, grid=self.grid)
+        blank = np.zeros((1, h, w))
         f = np.empty((n, repeats, self.steps), dtype=np.float64)
-        desc = "random order" if order == "random" else f"{label or 'region perturbation'} {_ORDER_NAMES[order]}"
-        with tqdm(total=n, desc=desc, unit="image", disable=not self.progress) as bar:
-            sweep = _BatchSweep(self, f, bar)
-            for i in range(n):
-                for rep in range(repeats):
-                    order_rng, noise_rng = (np.random.default_rng(s) for s in
-                                            np.random.SeedSequence(self.seed, spawn_key=(i, rep)).spawn(2))
-                    if fixed_order is None:
-                        origins = order_regions(heatmaps[i:i + 1], self.steps, size=self.region, order="random",
-                                                grid=self.grid, rng=order_rng)[0]
-                    else:
-                        origins = fixed_order[i]
-                    sweep.add(i, rep, origins, self.perturbation(self.chw[i], noise_rng))
-            sweep.flush()
-            bar.update(n - bar.n)
-        scores = np.concatenate([self.f0[:, None], f.mean(axis=1)], axis=1)
-        per_image = self.f0[:, None] - scores
-        per_image[:, 0] = 0.0
-        per_image_aopc = per_image.mean(axis=1)
-        settings = dict(self.settings(), order=order, repeats=repeats)
-        return PerturbationResult(per_image.mean(axis=0), per_image, per_image_aopc, float(per_image_aopc.mean()),
-                                  scores, self.targets.copy(), settings)
+        sweep = _BatchSweep(self, chw, targets, f, advance)
+        for i in range(n):
+            for rep in range(repeats):
+                order_rng, noise_rng = (np.random.default_rng(s) for s in
+                                        np.random.SeedSequence(self.seed, spawn_key=(first + i, rep)).spawn(2))
+                if fixed_order is None:
+                    origins = order_regions(blank, self.steps, size=self.region, order="random", grid=self.grid,
+                                            rng=order_rng)[0]
+                else:
+                    origins = fixed_order[i]
+                sweep.add(i, rep, origins, self.perturbation(chw[i], noise_rng))
+        sweep.flush()
+        advance(n - sweep.reported)
+        return f.mean(axis=1)
+
+    def batch_buffer(self, image_shape: tuple[int, ...]) -> np.ndarray:
+        """The (batch_size, ...) buffer perturbed images are written into, allocated once per image shape."""
+        if self.buffer is None or self.buffer.shape[1:] != image_shape:
+            self.buffer = None
+            self.buffer = np.empty((self.batch_size,) + image_shape, dtype=np.float32)
+        return self.buffer
 
 
 class _BatchSweep:
-    """Writes perturbed images x(1..L) into a reusable batch buffer and scores it whenever it is full."""
+    """Writes perturbed images x(1..L) into the reusable batch buffer and scores it whenever it is full."""
 
-    def __init__(self, run: _Run, out: np.ndarray, bar: tqdm) -> None:
-        self.run = run
+    def __init__(self, protocol: _Protocol, chw: np.ndarray, targets: np.ndarray, out: np.ndarray,
+                 advance: Callable[[int], Any]) -> None:
+        self.protocol = protocol
+        self.chw = chw
+        self.targets = targets
         self.out = out
-        self.bar = bar
-        self.buffer = np.empty((run.batch_size,) + run.images.shape[1:], dtype=np.float32)
-        self.buffer_chw = self.buffer if run.layout == "NCHW" else self.buffer.transpose(0, 3, 1, 2)
+        self.advance = advance
+        image_shape = chw.shape[1:] if protocol.layout == "NCHW" else chw.shape[2:] + chw.shape[1:2]
+        self.buffer = protocol.batch_buffer(image_shape)
+        self.buffer_chw = self.buffer if protocol.layout == "NCHW" else self.buffer.transpose(0, 3, 1, 2)
         self.fill = 0
         self.pending: list[tuple[int, int, int, int, int]] = []
-        self.offsets = np.arange(run.region)
+        self.offsets = np.arange(protocol.region)
         self.image = 0
+        self.reported = 0
 
     def add(self, image: int, rep: int, origins: np.ndarray, replacement: np.ndarray) -> None:
         """Queue steps 1..L of one image and repetition, scoring full batches as they fill up."""
         self.image = image
-        x = self.run.chw[image]
+        x = self.chw[image]
         rows = origins[:, 0, None] + self.offsets
         cols = origins[:, 1, None] + self.offsets
         k = 1
-        steps = self.run.steps
+        steps = self.protocol.steps
+        batch_size = self.protocol.batch_size
         while k <= steps:
-            take = min(steps - k + 1, self.run.batch_size - self.fill)
+            take = min(steps - k + 1, batch_size - self.fill)
             self._write(self.buffer_chw[self.fill:self.fill + take], x, replacement, rows, cols, k)
             self.pending.append((image, rep, k, take, self.fill))
             self.fill += take
             k += take
-            if self.fill == self.run.batch_size:
+            if self.fill == batch_size:
                 self.flush()
 
     def flush(self) -> None:
         """Score the filled part of the buffer and store f(x(k)) of every queued step."""
         if self.fill == 0:
             return
-        logits = _checked_logits(self.run.score, self.buffer[:self.fill])
+        logits = _checked_logits(self.protocol.score, self.buffer[:self.fill])
         for image, rep, k, take, start in self.pending:
-            self.out[image, rep, k - 1:k - 1 + take] = logits[start:start + take, self.run.targets[image]]
+            self.out[image, rep, k - 1:k - 1 + take] = logits[start:start + take, self.targets[image]]
         self.pending.clear()
         self.fill = 0
-        self.bar.update(self.image - self.bar.n)
+        self.advance(self.image - self.reported)
+        self.reported = self.image
 
     def _write(self, out: np.ndarray, x: np.ndarray, replacement: np.ndarray, rows: np.ndarray,
                cols: np.ndarray, first: int) -> None:
         """out[j] = x(first + j): the first slot by fancy indexing, the rest incrementally one region at a time."""
-        size = self.run.region
+        size = self.protocol.region
         out[0] = x
         r, c = rows[:first, :, None], cols[:first, None, :]
         out[0][:, r, c] = replacement[:, r, c]
@@ -399,21 +565,20 @@ def _checked_logits(score: ScoreFn, batch: np.ndarray) -> np.ndarray:
     return logits.astype(np.float64, copy=False)
 
 
-def _predict(score: ScoreFn, images: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate([_checked_logits(score, images[i:i + batch_size])
-                           for i in range(0, len(images), batch_size)])
-
-
-def _resolve_targets(targets: np.ndarray | None, logits: np.ndarray, n: int) -> tuple[np.ndarray, str]:
+def _resolve_targets(targets: np.ndarray | None, logits: np.ndarray,
+                     n: int) -> tuple[tuple[np.ndarray, np.ndarray], str]:
+    """((f(x0), targets), 'predicted' or 'given') from the logits of the unperturbed images."""
     if targets is None:
-        return logits.argmax(axis=1), "predicted"
-    arr = np.asarray(targets)
-    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"targets must be {n} integer class indices (one per image); got shape {arr.shape}, "
-                         f"dtype {arr.dtype}")
-    classes = logits.shape[1]
-    bad = (arr < 0) | (arr >= classes)
-    if bad.any():
-        raise InputError(f"target {int(arr[bad][0])} of image {int(np.argmax(bad))} is outside the model's "
-                         f"{classes} classes")
-    return arr.astype(np.int64), "given"
+        arr, source = logits.argmax(axis=1), "predicted"
+    else:
+        arr = np.asarray(targets)
+        if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"targets must be {n} integer class indices (one per image); got shape {arr.shape}, "
+                             f"dtype {arr.dtype}")
+        classes = logits.shape[1]
+        bad = (arr < 0) | (arr >= classes)
+        if bad.any():
+            raise InputError(f"target {int(arr[bad][0])} of image {int(np.argmax(bad))} is outside the model's "
+                             f"{classes} classes")
+        arr, source = arr.astype(np.int64), "given"
+    return (logits[np.arange(n), arr], arr), source
