@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -49,14 +51,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``explainer ARGV``; returns the exit code."""
+    interrupted = _CtrlC()
     try:
         return _main(argv)
     except KeyboardInterrupt:
-        print_error("interrupted", prefix="explainer: ")
-        return EXIT_INTERRUPTED
+        return _report_interrupt()
     except BrokenPipeError:
         _discard_stdout()
         return EXIT_BROKEN_PIPE
+    except Exception:
+        # Ctrl-C inside an extension module's import comes back as that module's ImportError (NumPy's C code turns
+        # the KeyboardInterrupt into "could not import module 'datetime'"): still an interruption, not a failure.
+        if interrupted.seen:
+            return _report_interrupt()
+        raise
+    finally:
+        interrupted.restore()
+
+
+def _report_interrupt() -> int:
+    print_error("interrupted", prefix="explainer: ")
+    return EXIT_INTERRUPTED
+
+
+class _CtrlC:
+    """Records that SIGINT arrived (then raises KeyboardInterrupt as Python's own handler does)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None,
