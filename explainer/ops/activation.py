@@ -71,7 +71,7 @@ def convert_pow(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
 
 
 def convert_prelu(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
-    slope = ctx.value(node.input[1], "the slope").astype(np.float32)
+    slope = np.asarray(ctx.value(node.input[1], "the slope"), np.float32)
     return [cnode("Activation", node, [node.input[0]], kind="prelu", params={"slope": slope})]
 
 

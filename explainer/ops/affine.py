@@ -29,7 +29,7 @@ def convert_binary(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     if not (ctx.is_data(a) or ctx.is_data(b)):
         raise NotSupported("no data input")
     x, c, const_first = (a, ctx.value(b, "operand"), False) if ctx.is_data(a) else (b, ctx.value(a, "operand"), True)
-    c = c.astype(np.float32)
+    c = np.asarray(c, np.float32)  # no copy of a float32 constant (a position embedding, say)
     x_shape = ctx.shape(x)
     try:
         out_shape = np.broadcast_shapes(x_shape, c.shape)
@@ -51,7 +51,8 @@ def convert_binary(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
         if const_first:
             raise NotSupported("division of a constant by data")
         scale, shift = 1.0 / c, zero
-    return [cnode("Affine", node, [x], params={"scale": scale.astype(np.float32), "shift": shift.astype(np.float32)})]
+    return [cnode("Affine", node, [x], params={"scale": np.asarray(scale, np.float32),
+                                               "shift": np.asarray(shift, np.float32)})]
 
 
 def convert_where(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:

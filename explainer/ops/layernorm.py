@@ -33,9 +33,10 @@ def convert_layernorm(ctx: ConvertContext, node: onnx.NodeProto) -> list[CNode]:
     if any(name and ctx.is_data(name) for name in node.input[1:]):
         raise NotSupported("scale and bias must be constants")
     normalised = tuple(shape[axis:])
-    scale = np.broadcast_to(ctx.value(node.input[1], "the scale").astype(np.float32), normalised)
+    scale = np.broadcast_to(np.asarray(ctx.value(node.input[1], "the scale"), np.float32), normalised)
     bias = ctx.optional(node, 2)
-    bias = np.zeros(normalised, np.float32) if bias is None else np.broadcast_to(bias.astype(np.float32), normalised)
+    bias = np.zeros(normalised, np.float32) if bias is None else \
+        np.broadcast_to(np.asarray(bias, np.float32), normalised)
     return [cnode("LayerNorm", node, [x], axis=axis, epsilon=float(attr(node, "epsilon", 1e-5)),
                   params={"scale": np.ascontiguousarray(scale), "bias": np.ascontiguousarray(bias)})]
 
