@@ -354,6 +354,9 @@ def serialise(model: onnx.ModelProto) -> bytes:
 
 #: initializers at least this large travel to ONNX Runtime as OrtValues instead of inside the serialised model
 EXTERNAL_MIN_BYTES = 1 << 20
+#: the NumPy dtype kinds an OrtValue can be made from (not ml_dtypes' bfloat16 or float8, kind 'V': those stay in the
+#: protobuf)
+_ORT_KINDS = "biuf"
 _PLACEHOLDER_LOCATION = "explainer-in-memory"
 
 
@@ -385,7 +388,7 @@ class InMemoryModel:
                     min_bytes: int = EXTERNAL_MIN_BYTES) -> InMemoryModel:
         external = {}
         for name, array in arrays.items():
-            if array.nbytes >= min_bytes:
+            if array.nbytes >= min_bytes and array.dtype.kind in _ORT_KINDS:
                 graph.initializer.append(external_reference(name, array))
                 external[name] = array
             else:
@@ -415,12 +418,31 @@ class InMemoryModel:
         external = {}
         for tensor in model.graph.initializer:
             array = arrays.get(tensor.name)
-            if array is not None and array.nbytes >= min_bytes:
+            if array is not None and array.nbytes >= min_bytes and array.dtype.kind in _ORT_KINDS:
                 graph.initializer.append(external_reference(tensor.name, array))
                 external[tensor.name] = array
             else:
                 graph.initializer.append(tensor)
         return cls(skeleton, external)
+
+    @classmethod
+    def from_loaded(cls, model: onnx.ModelProto, source: str, min_bytes: int = EXTERNAL_MIN_BYTES) -> InMemoryModel:
+        """``model`` with its initializers of at least ``min_bytes`` of a type an OrtValue can hold read into arrays
+        (``tensor_array``: data that does not fit its declared shape is a ModelError naming the initializer) and the
+        rest kept as they are.
+
+        For memory: a parsed protobuf frees its memory only as a whole (its messages share one arena, which clearing a
+        field does not shrink), so the weights are read once, here, and the caller drops ``model``; from then on the
+        arrays are the only copy of the weights (not the protobuf and the arrays, then converted weights besides)."""
+        arrays = {}
+        for tensor in model.graph.initializer:
+            what = f"initializer '{tensor.name}'"
+            if not external_data_helper.uses_external_data(tensor) \
+                    and (declared_bytes(tensor, what, source) or 0) >= min_bytes:
+                array = tensor_array(tensor, source, what)
+                if array.dtype.kind in _ORT_KINDS:
+                    arrays[tensor.name] = array
+        return cls.from_model(model, arrays, min_bytes)
 
     def full(self) -> onnx.ModelProto:
         model = onnx.ModelProto()

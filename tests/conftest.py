@@ -6,6 +6,7 @@ once for all of them (methods come from ``with_method``), and frees it before th
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +16,11 @@ import pytest
 
 from explainer import Explainer
 from explainer.images.preprocess import input_bounds, preprocessing
+
+# The suite never writes to the user's cache folder nor depends on what an earlier test left there: the session cache
+# (explainer.runtime.cache) is off for every test and every CLI subprocess; tests/test_session_cache.py turns it on,
+# in its tmp_path, through EXPLAINER_CACHE_DIR.
+os.environ["EXPLAINER_CACHE"] = "0"
 
 FULL_SIZE = [("alexnet", "legacy"), ("alexnet", "dynamo"), ("vgg16", "legacy"), ("vgg16", "dynamo")]
 

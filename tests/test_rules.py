@@ -108,6 +108,27 @@ def test_relevance_graph_weights_within_budget(digits):
     assert params <= total <= params + flipped + 1024, (params, flipped, total)
 
 
+def test_gamma_stores_only_the_modified_weights_it_runs(digits):
+    """γ computes the sum for positive outputs with w + γw⁺ and derives the one for negative outputs from it and the
+    layer's output, so w + γw⁻ is stored only as the flipped kernel of its transposed product, never as itself; and
+    not at all where the layer's negative outputs receive no relevance (the second conv: ReLU → MaxPool → a conv that
+    multiplies by its input), while the last conv (ReLU → MaxPool → Flatten → Gemm) keeps its negative group."""
+    arrays = list(_initializers(digits.with_method("epsilon-gamma-box", low=0.0, high=1.0)).values())
+    convs = [n for n in digits.graph.nodes if n.op == "Conv"][1:]  # the first layer takes zB
+
+    def stored(a: np.ndarray) -> bool:
+        return any(b.shape == a.shape and np.array_equal(b, a) for b in arrays)
+
+    assert len(convs) == 2
+    flipped_down = []
+    for node in convs:
+        w = node.params["W"]
+        up, down = gamma_mod(0.25, POSITIVE)(w), gamma_mod(0.25, NEGATIVE)(w)
+        assert stored(up) and not stored(down), node.name
+        flipped_down.append(stored(np.ascontiguousarray(np.swapaxes(down, 0, 1)[:, :, ::-1, ::-1])))
+    assert flipped_down == [False, True]
+
+
 def test_term_vocabularies_are_closed():
     with pytest.raises(InputError, match="unknown term input 'posx'"):
         Term("posx")

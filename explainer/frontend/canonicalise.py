@@ -51,7 +51,7 @@ from explainer.ops import CONVERTERS
 
 _OUTPUT_CHAIN_OPS = {"Softmax", "LogSoftmax", "Identity", "Dropout", "Cast", "Flatten", "Reshape", "Squeeze"}
 _RESHAPES = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
-RESERVED = ("logits", "relevance", "target")
+RESERVED = ("logits", "relevance", "target", "seed", "explained_target", "absorbed")
 
 
 @dataclass
@@ -64,15 +64,16 @@ class Converted:
     removed_ops: Counter
 
 
-def canonicalise(model: onnx.ModelProto, source: str, *,
-                 input_shape: tuple[int, ...] | None = None) -> CanonicalGraph:
-    """Canonical graph of ``model``; raises ModelError / UnsupportedOpError naming every node at fault."""
+def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int, ...] | None = None,
+                 weights: dict[str, np.ndarray] | None = None) -> CanonicalGraph:
+    """Canonical graph of ``model``; raises ModelError / UnsupportedOpError naming every node at fault. ``weights``
+    holds the values of the initializers that ``model`` keeps outside the protobuf (``InMemoryModel.from_loaded``)."""
     model, inlined = inline_functions(model, source)
     refuse_subgraphs(model, source)
     check_tensors(model, source)
     image = pin_input(model, source, input_shape)
     output = model_output(model, source)
-    folded = fold(model, image.name, image.batch_shape, output, source)
+    folded = fold(model, image.name, image.batch_shape, output, source, weights)
     check_sizes(folded, source)
     refuse_non_finite(folded, source)
     rewritten = hoist_unbind(folded) + merge_batch_transposes(folded)

@@ -57,15 +57,19 @@ class Folded:
     """tensors whose shape neither shape inference pinned, taken from an ONNX Runtime run instead"""
 
 
-def fold(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], output: str, source: str) -> Folded:
+def fold(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], output: str, source: str,
+         weights: dict[str, np.ndarray] | None = None) -> Folded:
     """Fold ``model`` with its input ``input_name`` pinned to ``shape`` (batch axis 1), keeping only what output
-    ``output`` needs.
+    ``output`` needs. ``weights`` holds the values of initializers kept outside the protobuf
+    (``InMemoryModel.from_loaded``); the others are read from it.
 
     Own code, for memory: onnx-graphsurgeon's graphs are reference cycles (each node's and tensor's lists point back
     at it) that only a full garbage collection frees, and the model's TensorProtos they hold keep the whole protobuf
     alive (sub-messages share one arena), past the caller's ``del`` (+230 MB resident for AlexNet). For a large
     model the collection runs here, right after folding."""
-    initializers = {t.name: tensor_array(t, source, f"initializer '{t.name}'") for t in model.graph.initializer}
+    weights = weights or {}
+    initializers = {t.name: weights[t.name] if t.name in weights else tensor_array(t, source, f"initializer '{t.name}'")
+                    for t in model.graph.initializer}
     folded = _fold(model, initializers, input_name, shape, output, source)
     if sum(a.nbytes for a in initializers.values()) >= _COLLECT_MIN_BYTES:
         gc.collect()
@@ -75,7 +79,7 @@ def fold(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], output
 def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], input_name: str, shape: tuple[int, ...],
           output: str, source: str) -> Folded:
     with G_LOGGER.suppress():
-        graph = _import(model, output, source)
+        graph = _import(model, initializers, output, source)
         before = Counter(node.op for node in graph.nodes)
         graph.cleanup()
         refuse_foreign_ops(graph, source)
@@ -208,12 +212,17 @@ def run_model(model: onnx.ModelProto, consts: dict[str, np.ndarray], input_name:
     return dict(zip(names, values))
 
 
-def _import(model: onnx.ModelProto, output: str, source: str) -> gs.Graph:
-    """The model as an onnx-graphsurgeon graph whose only output is ``output`` (initializers stay lazy, not copied)."""
+def _import(model: onnx.ModelProto, initializers: dict[str, np.ndarray], output: str, source: str) -> gs.Graph:
+    """The model as an onnx-graphsurgeon graph whose only output is ``output``; its initializers hold the arrays
+    already read (folding would otherwise read a second copy of each weight it touches from the protobuf, and an
+    initializer kept outside the protobuf has no data there)."""
     try:
         graph = gs.import_onnx(model)
     except Exception as exc:
         raise ModelError(f"{source}: onnx-graphsurgeon cannot read the model ({describe(exc, 400)})") from None
+    for name, tensor in graph.tensors().items():
+        if isinstance(tensor, gs.Constant) and name in initializers:
+            tensor.values = initializers[name]
     graph.outputs = [t for t in graph.outputs if t.name == output]
     return graph
 

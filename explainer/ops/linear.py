@@ -24,8 +24,9 @@ class LinearLayer(Op):
         """The layer's product of ``x`` with the (possibly modified) weight ``w`` and bias ``b``."""
 
     @abstractmethod
-    def transpose(self, ctx: EmitContext, node: CNode, g: str, w_key: str, w: np.ndarray) -> str:
-        """The transposed product Wᵀ g for the (possibly modified) weight ``w`` stored under ``w_key``."""
+    def transpose(self, ctx: EmitContext, node: CNode, g: str, w_key: str, w: np.ndarray,
+                  scale: float = 1.0) -> str:
+        """The transposed product scale·Wᵀ g for the (possibly modified) weight ``w`` stored under ``w_key``."""
 
     def forward(self, ctx: EmitContext, node: CNode) -> None:
         w = ctx.weight(node, "W", node.params["W"])

@@ -87,7 +87,8 @@ def _evaluation(spec: dict, ex: Explainer, forward: Callable, shape: tuple[int, 
     from explainer.evaluation.region_perturbation import region_perturbation
     from explainer.evaluation.regions import max_regions
     name, n, reps, bs = spec["model"], spec["eval_images"], spec["eval_repeats"], spec["eval_batch"]
-    steps = min(spec["eval_steps"], max_regions(shape[-2], shape[-1], 9))  # 32x32 inputs hold only 9 regions
+    # a 32x32 input holds 16 9x9 regions, most of them partial
+    steps = min(spec["eval_steps"], max_regions(shape[-2], shape[-1], 9))
     imgs = images(n, shape, seed=100)
     heat = ex.explain(imgs).relevance_map()
     inside = [0.0, 0]

@@ -69,9 +69,12 @@ def median(values: list[float]) -> float | None:
 def run_worker(module: str, spec: dict, threads: int | None, timeout: float | None = None) -> list[dict]:
     """Run ``python -m module --worker SPEC`` in a fresh interpreter with ``threads`` BLAS/OpenMP threads (None: the
     libraries' defaults); its records. BLAS and OpenMP fix their thread counts when they load, hence the process.
+    The explainer's session cache is off in it (``EXPLAINER_CACHE=0``) unless ``spec['cache_dir']`` names one.
 
     A failed or timed-out worker is logged and gives no records, so the report goes on without its rows."""
     env = {key: value for key, value in os.environ.items() if key not in THREAD_VARS}
+    # first builds unless a measurement asks for the session cache (in a folder of its own, never the user's)
+    env.update({"EXPLAINER_CACHE_DIR": spec["cache_dir"]} if spec.get("cache_dir") else {"EXPLAINER_CACHE": "0"})
     if threads is not None:
         env.update({var: str(threads) for var in THREAD_VARS})
     cmd = [sys.executable, "-m", module, "--worker", json.dumps(spec)]

@@ -2,7 +2,9 @@
 
 ``kind`` 'plain' (a plain session + one forward), 'ours' (``Explainer`` + ``explain``, then the arg-max path) or
 'zennit' (Zennit's attribution of the same method on the torch module). Each record carries ``base``, the RSS
-after the imports, so that the report can show what the model and the run cost on top of them.
+after the imports, so that the report can show what the model and the run cost on top of them. 'ours' with
+``cache_dir`` (the harness points the session cache there) and ``second`` measures a second build, its relevance
+session taken from the cache that a first worker filled ('ours-cached').
 """
 from __future__ import annotations
 
@@ -71,7 +73,8 @@ def memory_worker(spec: dict) -> None:
     elif kind == "zennit":
         import_zennit()
     x = images(b, tuple(spec["shape"]), seed=b)
-    record = {"kind": "memory", "which": kind, "model": spec["model"], "batch": b, "method": spec.get("method")}
+    which = "ours-cached" if kind == "ours" and spec.get("second") else kind
+    record = {"kind": "memory", "which": which, "model": spec["model"], "batch": b, "method": spec.get("method")}
     record["base"] = memory_kib()[0]
     if kind == "plain":
         _plain(spec, x, record)

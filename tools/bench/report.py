@@ -13,6 +13,7 @@ from tools.bench.harness import median, usable_cores
 
 TARGET_SPEEDUP = 1.7      # ours must be at least this much faster than Zennit
 TARGET_CREATION = 1.5     # Explainer(...) / plain session
+TARGET_SECOND_BUILD = 1.1  # Explainer(...) with the session cache filled / plain session
 TARGET_MEMORY = 2.0       # peak RSS, Explainer + explain / plain session + forward
 TARGET_SR_S = 0.5         # seconds per 224 x 224 SR map
 TARGET_EVAL = 1.2         # region perturbation / bare forwards
@@ -121,19 +122,22 @@ def _memory(records: list[dict]) -> list[str]:
     mem = {(r["which"], r["model"], r["batch"], r["method"]): r for r in records}
     ours = [r for (which, *_), r in mem.items() if which == "ours"]
     rows = []
-    for r in ours:
+    for r in ours + [r for (which, *_), r in mem.items() if which == "ours-cached"]:
         plain = mem.get(("plain", r["model"], r["batch"], None))
         zen = mem.get(("zennit", r["model"], r["batch"], r["method"]))
         p_peak = plain["peak"] if plain else None
         p_delta = plain["peak"] - plain["base"] if plain else None
         o_delta = r["peak"] - r["base"]
-        rows.append([r["model"], str(r["batch"]), r["method"], fmt(p_peak, 1 / 1024, 0), fmt(r["peak"], 1 / 1024, 0),
+        method = r["method"] + (" (second build)" if r["which"] == "ours-cached" else "")
+        rows.append([r["model"], str(r["batch"]), method, fmt(p_peak, 1 / 1024, 0), fmt(r["peak"], 1 / 1024, 0),
                      verdict(ratio(r["peak"], p_peak), TARGET_MEMORY), fmt(p_delta, 1 / 1024, 0),
                      fmt(o_delta, 1 / 1024, 0), fmt(ratio(o_delta, p_delta), digits=2),
                      fmt(r["after_create"] - r["base"], 1 / 1024, 0), fmt(r["peak_create"] - r["base"], 1 / 1024, 0),
                      fmt(r["peak_argmax"], 1 / 1024, 0), fmt(zen["peak"] if zen else None, 1 / 1024, 0),
                      fmt(zen["peak"] - zen["base"] if zen else None, 1 / 1024, 0)])
     out = ["## Peak resident memory (MiB, each a fresh process)", "",
+           "Rows marked 'second build' take their relevance session from the session cache that a first build filled; "
+           "the others are first builds (cache off). "
            "peak = VmHWM of the process; Δ = peak minus the RSS after imports (plain: numpy + onnxruntime; ours: "
            "+ explainer; Zennit: torch + zennit), i.e. what the model and the run cost. Zennit's peak is taken after "
            "the torch module is built (its random initialisation's temporaries left out; its weights counted).", ""]
@@ -147,6 +151,12 @@ def _memory(records: list[dict]) -> list[str]:
         out += ["Cold creation in the fresh processes (first session of the process, s): "
                 + "; ".join(f"{r['model']} b{r['batch']} {r['method']}: Explainer {r['create_cold']:.2f} vs plain "
                             f"{fmt(cold_plain.get((r['model'], r['batch'])), digits=2)}" for r in ours), ""]
+        second = [r for r in records if r["which"] == "ours-cached"]
+        if second:
+            out += ["Second build, its relevance session from the session cache (s): " + "; ".join(
+                f"{r['model']} b{r['batch']} {r['method']}: Explainer {r['create_cold']:.2f} vs plain "
+                f"{fmt(cold_plain.get((r['model'], r['batch'])), digits=2)} (stages: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()) + ")" for r in second), ""]
     return out
 
 
@@ -184,6 +194,12 @@ def _goals(by: dict[str, list[dict]]) -> list[str]:
         if which == "ours" and plain:
             rows.append([f"peak RSS of explain / plain forward ({model}, batch {batch}, {method})",
                          verdict(ratio(m["peak"], plain["peak"]), TARGET_MEMORY), f"≤ {TARGET_MEMORY}×"])
+    for (which, model, batch, method), m in memory.items():
+        plain = memory.get(("plain", model, batch, None))
+        if which == "ours-cached" and plain:
+            rows.append([f"second Explainer() (session cache) / ORT session creation ({model}, {method}, fresh "
+                         "processes)", verdict(ratio(m["create_cold"], plain["create_cold"]), TARGET_SECOND_BUILD),
+                         f"≤ {TARGET_SECOND_BUILD}×"])
     plain_create = {r["model"]: median(r["seconds"]) for r in by["plain_create"]}
     for r in by["create"]:
         rows.append([f"Explainer() / ORT session creation ({r['model']}, {r['method']})",
