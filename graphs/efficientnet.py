@@ -241,14 +241,15 @@ def _save_small(img, path: Path, limit: int = 150_000) -> Path:
 def figures(directory: str | Path = DOCS_DIR, *, cell: int = 160, method: str = "epsilon-plus-flat") -> list[Path]:
     """README pictures: EfficientNet-Lite0 on four offline photos and the shipped digits CNN on four digits.
 
-    Each row: photo | ``method`` heatmap (signed, seismic) | overlay | SR map of the channel-summed relevance.
+    Each row: photo | ``method`` heatmap (signed, seismic) | overlay | SR map of |R| (Li et al.'s input: the RGB
+    image of |R| per colour channel for the photos, |R| for the digits).
     """
     from explainer import Explainer
     from explainer.images.io import load_image
     from explainer.images.preprocess import input_bounds, resize_center_crop, to_model_input
     from explainer.images.preprocess import preprocessing as make
     from explainer.pictures.heatmaps import grid
-    from explainer.sr.sr_map import sr_map
+    from explainer.sr.sr_map import sr_input, sr_map
     from tools.photos import photos
 
     out = Path(directory)
@@ -259,7 +260,7 @@ def figures(directory: str | Path = DOCS_DIR, *, cell: int = 160, method: str = 
     pixels = np.stack([resize_center_crop(img, IMAGE_SIZE) for img in photos(FIGURE_PHOTOS).values()])
     e = ex.explain(to_model_input(pixels, prep))
     rel = e.relevance.sum(1)
-    cells = _figure_rows(pixels, rel, [sr_map(r) for r in rel], cell)
+    cells = _figure_rows(pixels, rel, [sr_map(sr_input(r)) for r in e.relevance], cell)
     written.append(_save_small(grid(cells, cols=4), out / "efficientnet_lite0.png"))
 
     digits = [ROOT / "examples" / f"digit_{d}.png" for d in (0, 3, 7, 8)]
@@ -268,7 +269,7 @@ def figures(directory: str | Path = DOCS_DIR, *, cell: int = 160, method: str = 
     dex = Explainer(str(ROOT / "graphs" / "digits_cnn.onnx"), method, low=0.0, high=1.0)
     de = dex.explain(to_model_input(dpix, dprep))
     drel = de.relevance.sum(1)
-    cells = _figure_rows(dpix, drel, [sr_map(r) for r in drel], 4 * dpix.shape[1], nearest=True)
+    cells = _figure_rows(dpix, drel, [sr_map(sr_input(r)) for r in de.relevance], 4 * dpix.shape[1], nearest=True)
     written.append(_save_small(grid(cells, cols=4), out / "digits.png"))
     return written
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from explainer import Composite, Explainer, InputError
-from explainer.lrp.composites import first, kind, make_composite, name_matches
-from explainer.lrp.rules import Flat, ZBox, ZPlus
+from explainer.lrp.composites import Layer, first, kind, make_composite, name_matches
+from explainer.lrp.rules import AlphaBeta, Epsilon, Flat, ZBox, ZPlus
 from explainer.relevance.bounds import expand_bounds
 
 DIGITS = "graphs/digits_cnn.onnx"
@@ -162,3 +162,34 @@ def test_expand_bounds_nhwc_batch():
     assert out.shape == (1, 5, 6, 3)
     np.testing.assert_array_equal(out[0, 2, 3], [0.0, -1.0, -2.0])
     np.testing.assert_array_equal(expand_bounds([0.0, -1.0, -2.0], (1, 5, 6, 3), "NHWC"), out)
+
+
+# ---------------------------------------------------------------- Samek et al. (2017)'s one-rule-everywhere variants
+def _layers() -> list[Layer]:
+    """A first conv (the layer a '-flat' or '-box' composite treats specially), a later conv and dense layers."""
+    return [Layer("conv", "conv0", "Conv", first=True), Layer("conv", "conv1", "Conv"),
+            Layer("dense", "fc0", "Gemm"), Layer("dense", "fc1", "Gemm")]
+
+
+@pytest.mark.parametrize("method, rule", [("lrp-epsilon", Epsilon(0.01)), ("lrp-alpha2-beta1", AlphaBeta(2.0, 1.0))])
+def test_samek_variants_apply_one_rule_to_every_layer_the_first_included(method, rule):
+    """Samek et al. evaluate LRP with one rule on all layers, ε (default 0.01) and α2β1: the first conv and the dense
+    layers get it too."""
+    composite = make_composite(method)
+    assert [composite.rule_for(layer) for layer in _layers()] == [rule] * 4
+
+
+def test_lrp_epsilon_takes_the_papers_large_epsilon():
+    composite = make_composite("lrp-epsilon", epsilon=100.0)
+    assert [composite.rule_for(layer) for layer in _layers()] == [Epsilon(100.0)] * 4
+
+
+def test_lrp_alpha2_beta1_differs_from_epsilon_alpha2_beta1_on_dense_layers_only(digits):
+    ex, x = digits
+    samek = ex.with_method("lrp-alpha2-beta1").explain(x, 3).relevance
+    spec = {"conv": "alpha2-beta1", "dense": "alpha2-beta1"}
+    np.testing.assert_allclose(ex.with_method(spec).explain(x, 3).relevance, samek, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(ex.with_method("epsilon-alpha2-beta1").explain(x, 3).relevance, samek, rtol=1e-3)
+    modern, conv, dense = make_composite("epsilon-alpha2-beta1"), _layers()[1], _layers()[2]
+    assert modern.rule_for(conv) == make_composite("lrp-alpha2-beta1").rule_for(conv)
+    assert modern.rule_for(dense) == Epsilon(1e-6)

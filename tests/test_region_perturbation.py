@@ -65,8 +65,8 @@ def test_aopc_is_the_mean_over_images_of_per_image_means() -> None:
 
 def test_compare_heatmaps_report_structure_and_values() -> None:
     model, images, heatmaps = four_region_setup()
-    report = compare_heatmaps(model, images, {"exact": heatmaps, "inverted": -heatmaps}, orders=("morf", "lerf"),
-                              steps=3, perturb="zero", repeats=4, progress=False)
+    report = compare_heatmaps(model, images, {"exact": heatmaps, "inverted": -heatmaps},
+                              orders=("morf", "lerf-signed"), steps=3, perturb="zero", repeats=4, progress=False)
     json.dumps(report, allow_nan=False)
     assert list(report["methods"]) == ["exact", "inverted", "random"]
     exact, inverted, rand = (report["methods"][k] for k in ("exact", "inverted", "random"))
@@ -78,8 +78,47 @@ def test_compare_heatmaps_report_structure_and_values() -> None:
     assert exact["repeats"] == 1 and set(exact["complexity"]) == {"png_bytes", "entropy"}
     assert inverted["aopc"] < rand["aopc"] < exact["aopc"]
     settings = report["settings"]
-    assert settings["grid"] == "fixed" and settings["steps"] == 3 and settings["orders"] == ["morf", "lerf"]
+    assert settings["grid"] == "fixed" and settings["steps"] == 3 and settings["orders"] == ["morf", "lerf-signed"]
+    assert "not part of it" in settings["abpc_definition"] and settings["bootstrap"]["resamples"] == 2000
+    assert exact["class_switch_curve"] == [0.0] * 4 and exact["class_switch_rate"] == 0.0
 
+
+def test_lerf_by_magnitude_does_not_reward_a_negated_heatmap() -> None:
+    """LeRF removes the regions of least |h| first, the same for a map and its negation; signed LeRF would remove
+    the most negative regions first and give the negated map an ABPC of -2.5."""
+    model, images, heatmaps = four_region_setup()
+    report = compare_heatmaps(model, images, {"exact": heatmaps, "inverted": -heatmaps}, orders=("morf", "lerf"),
+                              steps=3, perturb="zero", include_random=False, progress=False)
+    exact, inverted = report["methods"]["exact"], report["methods"]["inverted"]
+    np.testing.assert_allclose(inverted["curve_lerf"], exact["curve_lerf"], atol=1e-9)
+    np.testing.assert_allclose(exact["curve_lerf"], [0, 1, 3, 6], atol=1e-5)
+    assert exact["abpc"] == pytest.approx(2.5, abs=1e-5) and inverted["abpc"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_class_switch_curve_by_hand() -> None:
+    """Class 1 scores a constant 5: MoRF takes class 0 from 10 to 6, 3, 1, so it loses the argmax at steps 2 and 3."""
+    model, images, heatmaps = four_region_setup()
+
+    def with_rival(x: np.ndarray) -> np.ndarray:
+        logits = model(x)
+        logits[:, 1] = 5.0
+        return logits
+
+    report = compare_heatmaps(with_rival, images, {"exact": heatmaps}, steps=3, perturb="zero", progress=False)
+    assert report["methods"]["exact"]["class_switch_curve"] == [0.0, 0.0, 1.0, 1.0]
+    assert report["methods"]["exact"]["class_switch_rate"] == pytest.approx(0.5)
+
+
+def test_the_fixed_grid_perturbs_every_pixel_of_an_image_that_is_no_multiple_of_the_region() -> None:
+    """20 x 20 pixels in 9 x 9 regions: a 3 x 3 grid of cells, partial at the border; after all 9 steps the image
+    is all zeros, so a model summing every pixel scores 0 (with a top-left grid 2 x 2 cells would leave 76 pixels)."""
+    weights = np.ones((2, 1, 20, 20))
+    images = np.random.default_rng(0).uniform(0.5, 1.0, size=(2, 1, 20, 20)).astype(np.float32)
+    heatmaps = np.random.default_rng(1).normal(size=(2, 20, 20))
+    result = region_perturbation(linear_model(weights), images, heatmaps, steps=9, region=9, perturb="zero",
+                                 progress=False)
+    np.testing.assert_allclose(result.scores[:, -1], 0.0, atol=1e-5)
+    np.testing.assert_allclose(result.scores[:, 0], images.sum(axis=(1, 2, 3)), rtol=1e-5)
 
 def test_mean_perturbation_by_hand() -> None:
     weights = np.zeros((2, 1, 18, 18))
@@ -243,7 +282,7 @@ def test_progress_bar_reports_images(capsys: pytest.CaptureFixture) -> None:
     ("change", "error", "message"),
     [
         (dict(heatmaps=np.zeros((3, 27, 35))), InputError, r"heatmaps have shape \(3, 27, 35\)"),
-        (dict(steps=13), InputError, r"hold only 12 non-overlapping 9x9 regions; steps=13"),
+        (dict(steps=13), InputError, r"hold only 12 9x9 regions; steps=13"),
         (dict(layout="CHW"), InputError, "layout must be one of"),
         (dict(images=np.zeros((3, 27, 36), np.float32)), InputError, r"4-D NCHW batch; got shape \(3, 27, 36\)"),
         (dict(perturb="uniform", low=None), InputError, "needs low= and high="),
@@ -324,7 +363,7 @@ def test_write_comparison_and_table(tmp_path) -> None:
     assert open(png_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     table = format_table(report)
     lines = table.splitlines()
-    assert lines[0].split() == ["method", "AOPC", "ABPC", "vs", "random", "PNG", "bytes", "entropy"]
+    assert lines[0].split() == ["method", "AOPC", "ABPC", "vs", "random", "95%", "CI", "PNG", "bytes", "entropy"]
     assert [line.split()[0] for line in lines[1:4]] == ["lrp", "noise", "random"]
     gain = report["methods"]["lrp"]["aopc"] - report["methods"]["random"]["aopc"]
     assert f"{gain:+.4f}" in lines[1] and "fixed grid" in lines[-1]
@@ -332,15 +371,22 @@ def test_write_comparison_and_table(tmp_path) -> None:
 
 def test_complexity_rendering_and_entropy() -> None:
     heatmap = np.array([[0.0, 2.0], [-2.0, 1.0]])
-    np.testing.assert_array_equal(heatmap_to_uint8(heatmap), [[128, 255], [0, 191]])
-    np.testing.assert_array_equal(heatmap_to_uint8(np.zeros((3, 3))), 128)
+    np.testing.assert_array_equal(heatmap_to_uint8(heatmap), [[0, 255], [255, 128]])
+    np.testing.assert_array_equal(heatmap_to_uint8(np.zeros((3, 3))), 0)
     halves = np.ones((2, 16, 16))
-    halves[:, :, :8] = -1
-    halves[1] *= 1e-3
+    halves[:, :, :8] = 0
+    halves[1] *= -1e-3
     np.testing.assert_allclose(histogram_entropy(halves), [1.0, 1.0], atol=1e-12)
     np.testing.assert_allclose(histogram_entropy(np.zeros((5, 5))), [0.0], atol=1e-12)
-    uniform_levels = np.arange(256, dtype=float).reshape(16, 16) - 127.5
+    uniform_levels = np.arange(256, dtype=float).reshape(16, 16)
     assert histogram_entropy(uniform_levels)[0] == pytest.approx(8.0, abs=1e-12)
+
+
+def test_signed_and_unsigned_maps_are_rendered_alike() -> None:
+    """Complexity depends on |h| only: a signed map, its negation and its magnitude score the same."""
+    signed = np.random.default_rng(3).normal(size=(1, 32, 32))
+    for measure in (png_bytes, histogram_entropy):
+        assert measure(signed)[0] == measure(-signed)[0] == measure(np.abs(signed))[0]
 
 
 def test_noisy_heatmaps_are_more_complex_than_smooth_ones() -> None:

@@ -1,10 +1,13 @@
 """Heatmap complexity as in Samek et al. (arXiv 1509.06321): compressed PNG size and 256-bin histogram entropy.
 
-Both measures work on the heatmap rendered as an 8-bit grayscale image. Rendering is symmetric and per heatmap:
-``u = round(127.5 + 127.5 * h / max|h|)``, so zero relevance is mid-grey (128), the strongest positive value 255 and
-the strongest negative value 0; an all-zero heatmap is uniformly 128. Dividing by max|h| makes both measures
-independent of the heatmap's scale, so methods with different relevance magnitudes compare fairly. Lower values
-mean a sparser, less noisy heatmap.
+Both measures work on the heatmap rendered as an 8-bit grayscale image, the same way for signed and unsigned maps:
+``u = round(255 * |h| / max|h|)`` per heatmap, so zero relevance is black, the strongest value of either sign white;
+an all-zero heatmap is uniformly 0. Rendering |h| puts a signed map (LRP) and a non-negative one (a gradient norm) on
+the same 0..255 scale: a symmetric signed rendering would give non-negative maps only the grey levels 128..255 and
+bias the comparison against signed maps. Dividing by max|h| makes both measures independent of the heatmap's scale.
+The sign is dropped: a map and its negation have the same complexity. Lower values mean a sparser, less noisy
+heatmap. Samek et al. measure the file size of their (colour) heatmap images; the exact rendering they compressed is
+not reproduced here.
 """
 from __future__ import annotations
 
@@ -19,11 +22,11 @@ PNG_COMPRESS_LEVEL = 9
 
 
 def heatmap_to_uint8(heatmaps: np.ndarray) -> np.ndarray:
-    """Render (H, W) or (N, H, W) heatmaps as uint8 grayscale with the symmetric per-heatmap scaling above."""
-    values = _as_batch(heatmaps)
-    scale = np.abs(values).max(axis=(1, 2), keepdims=True)
+    """Render (H, W) or (N, H, W) heatmaps as uint8 grayscale: |h| scaled by max|h| per heatmap (see above)."""
+    values = np.abs(_as_batch(heatmaps))
+    scale = values.max(axis=(1, 2), keepdims=True)
     safe = np.where(scale > 0, scale, 1.0)
-    grey = np.rint(127.5 + 127.5 * values / safe)
+    grey = np.rint(255.0 * values / safe)
     return grey.clip(0, 255).astype(np.uint8).reshape(np.shape(heatmaps))
 
 

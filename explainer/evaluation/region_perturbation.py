@@ -1,14 +1,20 @@
 """Region perturbation (Samek et al., arXiv 1509.06321): perturbation curves, AOPC and ABPC.
 
 For each image x and heatmap h, the regions r_1..r_L of h (see :mod:`explainer.evaluation.regions`; default: the fixed
-9x9 grid) are removed in MoRF, LeRF or random order: x(0) = x, x(k) = g(x(k-1), r_k) with g from
-:mod:`explainer.evaluation.perturbations`. f is the pre-softmax score of the class predicted at x(0) (or of given
-targets).
+9x9 grid covering the whole image) are removed in MoRF, LeRF (by |h|), signed-LeRF or random order:
+x(0) = x, x(k) = g(x(k-1), r_k) with g from :mod:`explainer.evaluation.perturbations`. f is the pre-softmax score of
+the class predicted at x(0) (or of given targets).
 
 * curve: f(x(0)) - f(x(k)) for k = 0..L, averaged over repetitions (for random g or random order) and images.
 * AOPC = 1/(L+1) * sum_{k=0..L} [f(x(0)) - f(x(k))], averaged over images: a mean over L+1 steps, not a
   trapezoid area.
-* ABPC = 1/(L+1) * sum_k [f(x_LeRF(k)) - f(x_MoRF(k))], averaged over images (= AOPC(MoRF) - AOPC(LeRF)).
+* ABPC = 1/(L+1) * sum_k [f(x_LeRF(k)) - f(x_MoRF(k))], averaged over images (= AOPC(MoRF) - AOPC(LeRF)). ABPC is
+  an addition to Samek et al.'s protocol (which reports AOPC of MoRF only), computed with the LeRF order given.
+* class switch: the fraction of images whose predicted class at x(k) is no longer the scored class (averaged over
+  repetitions), per step, and its mean over the L+1 steps.
+
+:func:`explainer.evaluation.statistics.add_statistics` adds paired bootstrap confidence intervals over images to a
+report.
 
 Speed: the L perturbed images of one image and repetition are built by array copies into one reusable batch buffer
 and scored in batches of ``batch_size`` across images and repetitions; f(x(0)) is scored once per image.
@@ -34,8 +40,10 @@ from explainer.evaluation.regions import GRIDS, ORDERS, max_regions, order_regio
 from explainer.images.spec import LAYOUTS
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
-_ORDER_NAMES = {"morf": "MoRF", "lerf": "LeRF"}
 AOPC_DEFINITION = "mean over the L+1 steps k=0..L of f(x0) - f(xk), averaged over images (not a trapezoid)"
+ABPC_DEFINITION = ("AOPC(MoRF) - AOPC(LeRF), LeRF ordered as in settings['orders']; an addition to Samek et al.'s "
+                   "protocol, not part of it")
+LERF_ORDERS = ("lerf", "lerf-signed")
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,8 @@ class PerturbationResult:
 
     ``curve`` (L+1,): mean over images of f(x0) - f(xk); ``per_image`` (N, L+1): the same per image;
     ``per_image_aopc`` (N,); ``aopc``: their mean; ``scores`` (N, L+1): mean f(xk); ``targets`` (N,): scored class;
-    ``settings``: every choice that affects the numbers (order, grid, region, perturbation, repeats, seed, ...).
+    ``switched`` (N, L+1): per image, the fraction of repetitions whose predicted class at x(k) differs from the
+    target; ``settings``: every choice that affects the numbers (order, grid, region, perturbation, repeats, seed).
     """
 
     curve: np.ndarray
@@ -54,6 +63,7 @@ class PerturbationResult:
     scores: np.ndarray
     targets: np.ndarray
     settings: dict[str, Any]
+    switched: np.ndarray
 
 
 def as_score_fn(model: Any) -> ScoreFn:
@@ -96,7 +106,8 @@ def region_perturbation(
     """Perturbation curve and AOPC of ``heatmaps`` (N, H, W) for ``images`` (N, C, H, W) or (N, H, W, C).
 
     Removes ``steps`` (L) non-overlapping ``region`` x ``region`` squares (default: fixed grid anchored at the
-    top-left; ``grid="sliding"`` for greedy sliding windows) in ``order`` (``"morf"``, ``"lerf"``, ``"random"``),
+    covering the image; ``grid="sliding"`` for greedy sliding windows) in ``order`` (``"morf"``, ``"lerf"`` by |h|,
+    ``"lerf-signed"``, ``"random"``),
     replacing them with ``perturb`` (``"uniform"`` over ``low..high`` -- the paper's choice, ``"mean"``,
     ``"zero"``, ``"blur"``, a :class:`Perturbation` or ``fn(image, rng) -> replacement``). Random perturbations
     and random orders are averaged over ``repeats``; deterministic ones run once. ``targets`` defaults to the
@@ -109,17 +120,18 @@ def region_perturbation(
     images = protocol.check_images(images)
     n = len(images)
     maps = protocol.check_heatmaps(heatmaps, images, "heatmaps")
-    (f0, targets), source = _resolve_targets(targets, protocol.predict(images), n)
-    desc = "random order" if order == "random" else f"region perturbation {_ORDER_NAMES[order]}"
+    logits = protocol.predict(images)
+    (f0, targets), source = _resolve_targets(targets, logits, n)
+    desc = "random order" if order == "random" else f"region perturbation {_order_name(order)}"
     with tqdm(total=n, desc=desc, unit="image", disable=not progress) as bar:
-        rows = protocol.scores(images, 0, targets, maps, order, bar.update)
+        rows, switched = protocol.scores(images, 0, targets, maps, order, bar.update)
     settings = dict(protocol.settings(n, source), order=order, repeats=protocol.repeats_for(order))
-    return _result(f0, targets, rows, settings)
+    return _result(f0, targets, rows, settings, logits.argmax(axis=1) != targets, switched)
 
 
 def abpc(morf: PerturbationResult, lerf: PerturbationResult) -> float:
     """Area between the LeRF and MoRF curves: mean over images and the L+1 steps of f(x_LeRF(k)) - f(x_MoRF(k))."""
-    if morf.settings.get("order") != "morf" or lerf.settings.get("order") != "lerf":
+    if morf.settings.get("order") != "morf" or lerf.settings.get("order") not in LERF_ORDERS:
         raise InputError(f"abpc needs a MoRF and a LeRF result; got orders {morf.settings.get('order')!r} and "
                          f"{lerf.settings.get('order')!r}")
     if morf.scores.shape != lerf.scores.shape or not np.array_equal(morf.targets, lerf.targets):
@@ -152,8 +164,10 @@ def compare_heatmaps(
 
     Structure: ``{"settings": {...}, "methods": {name: {"aopc", "abpc" (null without LeRF), "curve" (L+1),
     "per_image" (N x (L+1) curves), "per_image_aopc" (N), "repeats", "complexity": {"png_bytes", "entropy"},
-    ["curve_lerf", "aopc_lerf" with LeRF]}}}``. With ``include_random`` a ``"random"`` entry uses the random order
-    (its abpc and complexity are null). Other options as in :func:`region_perturbation`; :class:`Comparison`
+    "class_switch_curve" (L+1), "class_switch_rate", ["curve_lerf", "aopc_lerf", "per_image_aopc_lerf" with
+    LeRF]}}, plus the bootstrap fields of :func:`explainer.evaluation.statistics.add_statistics`}``. With
+    ``include_random`` a ``"random"`` entry uses the random order (its abpc and complexity are null). Other options
+    as in :func:`region_perturbation`; :class:`Comparison`
     computes the same report from images given chunk by chunk.
     """
     if not heatmaps_by_method:
@@ -198,8 +212,8 @@ class Comparison:
                  high: float | np.ndarray | None = None, repeats: int = 10, seed: int = 0, grid: str = "fixed",
                  batch_size: int = 128, progress: bool = True) -> None:
         orders = tuple(orders)
-        if "morf" not in orders or not set(orders) <= {"morf", "lerf"} or len(set(orders)) != len(orders):
-            raise InputError(f"orders must be ('morf',) or ('morf', 'lerf'); got {orders}")
+        if orders[:1] != ("morf",) or len(orders) > 2 or (len(orders) == 2 and orders[1] not in LERF_ORDERS):
+            raise InputError(f"orders must be ('morf',), ('morf', 'lerf') or ('morf', 'lerf-signed'); got {orders}")
         methods = list(methods)
         if not methods:
             raise InputError("no method to compare: give at least one method's name")
@@ -215,10 +229,12 @@ class Comparison:
                                           batch_size=batch_size)
         self.methods, self.orders, self.include_random, self.count = methods, orders, bool(include_random), int(images)
         self.f0 = np.full(self.count, np.nan)
+        self.switched0 = np.zeros(self.count, bool)
         self.targets = np.full(self.count, -1, np.int64)
         self.target_source: str | None = None
         runs = [(name, order) for name in methods for order in orders] + [("random", "random")] * include_random
         self.rows = {run: np.full((self.count, self.protocol.steps), np.nan) for run in runs}
+        self.switched = {run: np.zeros((self.count, self.protocol.steps)) for run in runs}
         self.complexity = {name: np.full((2, self.count), np.nan) for name in methods}
         self._progress = bool(progress)
         self._bar: tqdm | None = None
@@ -230,12 +246,14 @@ class Comparison:
         as checked (float32, contiguous)."""
         images = self.protocol.check_images(images)
         span = self._span(first, len(images))
-        (f0, chosen), source = _resolve_targets(targets, self.protocol.predict(images), len(images))
+        logits = self.protocol.predict(images)
+        (f0, chosen), source = _resolve_targets(targets, logits, len(images))
         if self.target_source not in (None, source):
             raise InputError(f"targets were {self.target_source} for earlier images and {source} for images "
                              f"{span.start}..{span.stop - 1}: give targets for every chunk or for none")
         self.target_source = source
         self.f0[span], self.targets[span] = f0, chosen
+        self.switched0[span] = logits.argmax(axis=1) != chosen
         return images
 
     def chunk_targets(self, first: int, count: int) -> np.ndarray:
@@ -256,8 +274,9 @@ class Comparison:
         targets = self.chunk_targets(first, len(images))
         span = slice(first, first + len(images))
         for order in self.orders:
-            bar = self._progress_bar(f"{name} {_ORDER_NAMES[order]}")
-            self.rows[name, order][span] = self.protocol.scores(images, first, targets, maps, order, bar.update)
+            bar = self._progress_bar(f"{name} {_order_name(order)}")
+            self.rows[name, order][span], self.switched[name, order][span] = self.protocol.scores(
+                images, first, targets, maps, order, bar.update)
         from explainer.evaluation.complexity import histogram_entropy, png_bytes
         self.complexity[name][:, span] = png_bytes(maps), histogram_entropy(maps)
 
@@ -268,21 +287,26 @@ class Comparison:
         images = self.protocol.check_images(images)
         targets = self.chunk_targets(first, len(images))
         bar = self._progress_bar("random order")
-        self.rows["random", "random"][first:first + len(images)] = self.protocol.scores(
+        span = slice(first, first + len(images))
+        self.rows["random", "random"][span], self.switched["random", "random"][span] = self.protocol.scores(
             images, first, targets, None, "random", bar.update)
 
     def report(self) -> dict[str, Any]:
         """The JSON-ready report (structure as in :func:`compare_heatmaps`) once every image has been added for
-        every method (InputError naming the first missing one otherwise)."""
+        every method (InputError naming the first missing one otherwise), with paired bootstrap intervals
+        (:func:`explainer.evaluation.statistics.add_statistics`, seeded with the run's seed)."""
+        from explainer.evaluation.statistics import add_statistics
+
         methods: dict[str, Any] = {}
         for name in self.methods:
             morf = self._result(name, "morf")
             entry = _method_entry(morf)
-            if "lerf" in self.orders:
-                lerf = self._result(name, "lerf")
+            if len(self.orders) == 2:
+                lerf = self._result(name, self.orders[1])
                 entry["abpc"] = abpc(morf, lerf)
                 entry["aopc_lerf"] = lerf.aopc
                 entry["curve_lerf"] = lerf.curve.tolist()
+                entry["per_image_aopc_lerf"] = lerf.per_image_aopc.tolist()
             png, entropy = self.complexity[name]
             entry["complexity"] = {"png_bytes": float(png.mean()), "entropy": float(entropy.mean())}
             methods[name] = entry
@@ -290,8 +314,10 @@ class Comparison:
             methods["random"] = _method_entry(self._result("random", "random"))
         if self._bar is not None:
             self._bar.close()
-        return {"settings": dict(self.protocol.settings(self.count, self.target_source), orders=list(self.orders)),
-                "methods": methods}
+        settings = dict(self.protocol.settings(self.count, self.target_source), orders=list(self.orders))
+        if len(self.orders) == 2:
+            settings["abpc_definition"] = ABPC_DEFINITION
+        return add_statistics({"settings": settings, "methods": methods}, seed=self.protocol.seed)
 
     def _progress_bar(self, description: str) -> tqdm:
         """The one progress bar of the run (curves done of images × runs), created on first use, now showing
@@ -314,25 +340,32 @@ class Comparison:
         rows = self.rows[name, order]
         missing = np.isnan(rows).any(axis=1) | np.isnan(self.f0)
         if missing.any():
-            label = "the random order" if name == "random" else f"method {name!r} ({_ORDER_NAMES[order]})"
+            label = "the random order" if name == "random" else f"method {name!r} ({_order_name(order)})"
             raise InputError(f"image {int(np.argmax(missing))} has no curve for {label}: add every chunk before "
                              "report()")
         settings = dict(self.protocol.settings(self.count, self.target_source), order=order,
                         repeats=self.protocol.repeats_for(order))
-        return _result(self.f0, self.targets, rows, settings)
+        return _result(self.f0, self.targets, rows, settings, self.switched0, self.switched[name, order])
 
 
-def _result(f0: np.ndarray, targets: np.ndarray, rows: np.ndarray, settings: dict[str, Any]) -> PerturbationResult:
-    """The result of per-image f(x0) and mean scores f(x1..xL) (N, L)."""
+def _order_name(order: str) -> str:
+    return {"morf": "MoRF", "lerf": "LeRF", "lerf-signed": "signed LeRF"}[order]
+
+
+def _result(f0: np.ndarray, targets: np.ndarray, rows: np.ndarray, settings: dict[str, Any], switched0: np.ndarray,
+            switched: np.ndarray) -> PerturbationResult:
+    """The result of per-image f(x0), mean scores f(x1..xL) (N, L), and class switches at x0 (N,) and x1..xL."""
     scores = np.concatenate([f0[:, None], rows], axis=1)
     per_image = f0[:, None] - scores
     per_image[:, 0] = 0.0
     per_image_aopc = per_image.mean(axis=1)
     return PerturbationResult(per_image.mean(axis=0), per_image, per_image_aopc, float(per_image_aopc.mean()),
-                              scores, targets.copy(), settings)
+                              scores, targets.copy(), settings,
+                              np.concatenate([switched0[:, None].astype(np.float64), switched], axis=1))
 
 
 def _method_entry(result: PerturbationResult) -> dict[str, Any]:
+    switch_curve = result.switched.mean(axis=0)
     return {
         "aopc": result.aopc,
         "abpc": None,
@@ -341,6 +374,8 @@ def _method_entry(result: PerturbationResult) -> dict[str, Any]:
         "per_image_aopc": result.per_image_aopc.tolist(),
         "repeats": result.settings["repeats"],
         "complexity": None,
+        "class_switch_curve": switch_curve.tolist(),
+        "class_switch_rate": float(switch_curve.mean()),
     }
 
 
@@ -417,7 +452,7 @@ class _Protocol:
         available = max_regions(h, w, self.region)
         if available < self.steps:
             raise InputError(f"{self.layout} images of shape {images.shape} ({h}x{w} pixels) hold only {available} "
-                             f"non-overlapping {self.region}x{self.region} regions; steps={self.steps} needs at least "
+                             f"{self.region}x{self.region} regions; steps={self.steps} needs at least "
                              "that many (use fewer steps or a smaller region; explainer.evaluate scales both to the "
                              "input)")
         if not self.checked:
@@ -459,9 +494,10 @@ class _Protocol:
         }
 
     def scores(self, images: np.ndarray, first: int, targets: np.ndarray, heatmaps: np.ndarray | None, order: str,
-               advance: Callable[[int], Any]) -> np.ndarray:
-        """Mean over repetitions of f(x(k)), k = 1..L, of each of ``images`` (the run's images ``first``, ...):
-        (N, L) float64. ``heatmaps`` is None for the random order; ``advance(k)`` reports k more images done."""
+               advance: Callable[[int], Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean over repetitions of f(x(k)), k = 1..L, of each of ``images`` (the run's images ``first``, ...), and
+        the fraction of repetitions whose predicted class at x(k) is not the target: both (N, L) float64.
+        ``heatmaps`` is None for the random order; ``advance(k)`` reports k more images done."""
         chw = self.chw(images)
         n, _, h, w = chw.shape
         repeats = self.repeats_for(order)
@@ -470,20 +506,21 @@ class _Protocol:
             fixed_order = order_regions(heatmaps, self.steps, size=self.region, order=order, grid=self.grid)
         blank = np.zeros((1, h, w))
         f = np.empty((n, repeats, self.steps), dtype=np.float64)
-        sweep = _BatchSweep(self, chw, targets, f, advance)
+        switched = np.zeros((n, repeats, self.steps), dtype=bool)
+        sweep = _BatchSweep(self, chw, targets, f, switched, advance)
         for i in range(n):
             for rep in range(repeats):
                 order_rng, noise_rng = (np.random.default_rng(s) for s in
                                         np.random.SeedSequence(self.seed, spawn_key=(first + i, rep)).spawn(2))
                 if fixed_order is None:
-                    origins = order_regions(blank, self.steps, size=self.region, order="random", grid=self.grid,
-                                            rng=order_rng)[0]
+                    boxes = order_regions(blank, self.steps, size=self.region, order="random", grid=self.grid,
+                                          rng=order_rng)[0]
                 else:
-                    origins = fixed_order[i]
-                sweep.add(i, rep, origins, self.perturbation(chw[i], noise_rng))
+                    boxes = fixed_order[i]
+                sweep.add(i, rep, boxes, self.perturbation(chw[i], noise_rng))
         sweep.flush()
         advance(n - sweep.reported)
-        return f.mean(axis=1)
+        return f.mean(axis=1), switched.mean(axis=1)
 
     def batch_buffer(self, image_shape: tuple[int, ...]) -> np.ndarray:
         """The (batch_size, ...) buffer perturbed images are written into, allocated once per image shape."""
@@ -497,33 +534,32 @@ class _BatchSweep:
     """Writes perturbed images x(1..L) into the reusable batch buffer and scores it whenever it is full."""
 
     def __init__(self, protocol: _Protocol, chw: np.ndarray, targets: np.ndarray, out: np.ndarray,
-                 advance: Callable[[int], Any]) -> None:
+                 switched: np.ndarray, advance: Callable[[int], Any]) -> None:
         self.protocol = protocol
         self.chw = chw
         self.targets = targets
         self.out = out
+        self.switched = switched
         self.advance = advance
         image_shape = chw.shape[1:] if protocol.layout == "NCHW" else chw.shape[2:] + chw.shape[1:2]
         self.buffer = protocol.batch_buffer(image_shape)
         self.buffer_chw = self.buffer if protocol.layout == "NCHW" else self.buffer.transpose(0, 3, 1, 2)
         self.fill = 0
         self.pending: list[tuple[int, int, int, int, int]] = []
-        self.offsets = np.arange(protocol.region)
         self.image = 0
         self.reported = 0
 
-    def add(self, image: int, rep: int, origins: np.ndarray, replacement: np.ndarray) -> None:
-        """Queue steps 1..L of one image and repetition, scoring full batches as they fill up."""
+    def add(self, image: int, rep: int, boxes: np.ndarray, replacement: np.ndarray) -> None:
+        """Queue steps 1..L of one image and repetition (regions ``boxes``: (L, 4) top, left, bottom, right),
+        scoring full batches as they fill up."""
         self.image = image
         x = self.chw[image]
-        rows = origins[:, 0, None] + self.offsets
-        cols = origins[:, 1, None] + self.offsets
         k = 1
         steps = self.protocol.steps
         batch_size = self.protocol.batch_size
         while k <= steps:
             take = min(steps - k + 1, batch_size - self.fill)
-            self._write(self.buffer_chw[self.fill:self.fill + take], x, replacement, rows, cols, k)
+            self._write(self.buffer_chw[self.fill:self.fill + take], x, replacement, boxes, k)
             self.pending.append((image, rep, k, take, self.fill))
             self.fill += take
             k += take
@@ -535,24 +571,27 @@ class _BatchSweep:
         if self.fill == 0:
             return
         logits = _checked_logits(self.protocol.score, self.buffer[:self.fill])
+        predicted = logits.argmax(axis=1)
         for image, rep, k, take, start in self.pending:
             self.out[image, rep, k - 1:k - 1 + take] = logits[start:start + take, self.targets[image]]
+            self.switched[image, rep, k - 1:k - 1 + take] = predicted[start:start + take] != self.targets[image]
         self.pending.clear()
         self.fill = 0
         self.advance(self.image - self.reported)
         self.reported = self.image
 
-    def _write(self, out: np.ndarray, x: np.ndarray, replacement: np.ndarray, rows: np.ndarray,
-               cols: np.ndarray, first: int) -> None:
-        """out[j] = x(first + j): the first slot by fancy indexing, the rest incrementally one region at a time."""
-        size = self.protocol.region
+    @staticmethod
+    def _write(out: np.ndarray, x: np.ndarray, replacement: np.ndarray, boxes: np.ndarray, first: int) -> None:
+        """out[j] = x(first + j): the first slot region by region from x, the rest incrementally from the previous
+        slot, one region at a time."""
         out[0] = x
-        r, c = rows[:first, :, None], cols[:first, None, :]
-        out[0][:, r, c] = replacement[:, r, c]
-        for j in range(1, len(out)):
-            out[j] = out[j - 1]
-            top, left = rows[first + j - 1, 0], cols[first + j - 1, 0]
-            out[j, :, top:top + size, left:left + size] = replacement[:, top:top + size, left:left + size]
+        for top, left, bottom, right in boxes[:first - 1]:
+            out[0, :, top:bottom, left:right] = replacement[:, top:bottom, left:right]
+        for j in range(len(out)):
+            if j:
+                out[j] = out[j - 1]
+            top, left, bottom, right = boxes[first + j - 1]
+            out[j, :, top:bottom, left:right] = replacement[:, top:bottom, left:right]
 
 
 def _checked_logits(score: ScoreFn, batch: np.ndarray) -> np.ndarray:

@@ -1,21 +1,32 @@
 """Rank the square regions of heatmaps for region perturbation (Samek et al., arXiv 1509.06321).
 
-A heatmap (relevance per pixel, summed over colour channels) is cut into non-overlapping ``size`` x ``size``
-squares (9 x 9 in the paper). Two tilings are offered:
+A heatmap (one value per pixel) is cut into non-overlapping ``size`` x ``size`` squares (9 x 9 in the paper). Two
+tilings are offered:
 
-* ``grid="fixed"`` (the default): a grid anchored at the top-left pixel, as in iNNvestigate and current Quantus.
-  When H or W is not a multiple of ``size``, the last ``H % size`` rows / ``W % size`` columns belong to no region
-  and are never perturbed.
-* ``grid="sliding"``: every window position is a candidate; regions are picked greedily in the requested order and
-  every window overlapping a picked one is dropped (older Quantus). Greedy picks leave gaps, so an image holds
-  fewer sliding regions than grid cells (about 60-85 % of the 576 cells of a 224 x 224 image); running out is an
+* ``grid="fixed"`` (the default): a grid of ceil(H / size) x ceil(W / size) cells that covers **every pixel**. When
+  H (or W) is not a multiple of ``size``, the grid is centred: the ``size - H % size`` missing rows are split between
+  the first and the last row of cells (the larger half after), which are then partial cells inside the image. On
+  224 x 224 with 9 x 9 cells that is 25 x 25 cells, the last row and column 8 px wide. This is a zero-padded grid as
+  in iNNvestigate and current Quantus, with the padding never perturbed or scored.
+* ``grid="sliding"``: every window position inside the image is a candidate; regions are picked greedily in the
+  requested order and every window overlapping a picked one is dropped (older Quantus). Greedy picks leave gaps, so
+  an image holds fewer sliding regions than grid cells (about 60-85 % of a 224 x 224 image's); running out is an
   error.
 
-A region's score is the sum of the heatmap over it. ``order="morf"`` takes the highest score first (most relevant
-first), ``"lerf"`` the lowest, ``"random"`` a random order drawn from the given generator. Ties keep row-major
-position order. Regions are returned as the (row, column) of their top-left pixel.
+A region's score is the **sum** of the heatmap over its pixels (a partial border cell sums over its pixels inside the
+image, so it scores like a full cell whose padding holds zero relevance). Orders:
 
-The paper's 9 x 9 regions and L = 100 steps are sized for 224 x 224 inputs (a 32 x 32 input holds only nine such
+* ``"morf"``: most relevant first, the highest signed score first (Samek et al.).
+* ``"lerf"``: least relevant first, the smallest sum of **|h|** first: regions with the least evidence either way.
+* ``"lerf-signed"``: the lowest signed score first, i.e. the most *negative* regions first (the reverse of MoRF; on
+  signed maps this is not "least relevant", and ABPC computed with it is about zero when strongly positive and
+  strongly negative regions lie on the same object).
+* ``"random"``: a random order drawn from the given generator.
+
+Ties keep row-major position order. Regions are returned as boxes (top, left, bottom, right), bottom and right
+exclusive, inside the image.
+
+The paper's 9 x 9 regions and L = 100 steps are sized for 224 x 224 inputs (a 32 x 32 input holds only 16 such
 regions). :func:`plan_regions` scales what is not given to the input and refuses, naming values that would work,
 what cannot.
 """
@@ -29,15 +40,27 @@ from numpy.lib.stride_tricks import sliding_window_view
 from explainer.errors import InputError
 
 GRIDS = ("fixed", "sliding")
-ORDERS = ("morf", "lerf", "random")
+ORDERS = ("morf", "lerf", "lerf-signed", "random")
+
+
+def grid_cells(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (exclusive) of the fixed grid's cells along one axis of ``length`` pixels: ceil(length / size)
+    cells, centred so the missing ``size - length % size`` pixels are split between the first and the last cell."""
+    count = -(-length // size)
+    before = (count * size - length) // 2
+    starts = np.arange(count) * size - before
+    return np.clip(starts, 0, length), np.clip(starts + size, 0, length)
 
 
 def grid_region_scores(heatmaps: np.ndarray, size: int) -> np.ndarray:
-    """Sum of each (N, H, W) heatmap over the cells of the fixed grid: (N, H // size, W // size), float64."""
+    """Sum of each (N, H, W) heatmap over the cells of the fixed grid: (N, ceil(H / size), ceil(W / size)),
+    float64; a partial border cell sums over its pixels inside the image."""
     n, h, w = heatmaps.shape
-    gh, gw = h // size, w // size
-    cropped = np.asarray(heatmaps[:, : gh * size, : gw * size], dtype=np.float64)
-    return cropped.reshape(n, gh, size, gw, size).sum(axis=(2, 4))
+    gh, gw = -(-h // size), -(-w // size)
+    top, left = (gh * size - h) // 2, (gw * size - w) // 2
+    padded = np.zeros((n, gh * size, gw * size), dtype=np.float64)
+    padded[:, top:top + h, left:left + w] = heatmaps
+    return padded.reshape(n, gh, size, gw, size).sum(axis=(2, 4))
 
 
 def window_region_scores(heatmaps: np.ndarray, size: int) -> np.ndarray:
@@ -52,8 +75,8 @@ def window_region_scores(heatmaps: np.ndarray, size: int) -> np.ndarray:
 
 
 def max_regions(height: int, width: int, size: int) -> int:
-    """Most non-overlapping ``size`` x ``size`` squares an image of this size holds (the fixed grid's count)."""
-    return (height // size) * (width // size)
+    """How many regions the fixed grid cuts an image of this size into (partial border cells included)."""
+    return -(-height // size) * -(-width // size)
 
 
 #: the paper's protocol: 9 x 9 regions and L = 100 steps on 224 x 224 inputs
@@ -154,24 +177,25 @@ def order_regions(
     grid: str = "fixed",
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """The first ``steps`` regions of each heatmap in perturbation order: int64 (N, steps, 2) top-left (row, col).
+    """The first ``steps`` regions of each heatmap in perturbation order: int64 (N, steps, 4) boxes (top, left,
+    bottom, right), bottom and right exclusive.
 
-    ``heatmaps`` is (N, H, W). ``grid`` is ``"fixed"`` (default, top-left-anchored grid) or ``"sliding"`` (greedy
-    exclusion of overlapping windows). ``order="random"`` needs ``rng``. Raises :class:`InputError` if an image
-    holds fewer than ``steps`` regions.
+    ``heatmaps`` is (N, H, W). ``grid`` is ``"fixed"`` (default, the grid covering the whole image) or ``"sliding"``
+    (greedy exclusion of overlapping windows). ``order`` is one of :data:`ORDERS`; ``"random"`` needs ``rng``.
+    Raises :class:`InputError` if an image holds fewer than ``steps`` regions.
     """
     heatmaps = np.asarray(heatmaps)
     _check_arguments(heatmaps, steps, size, order, grid, rng)
     if grid == "fixed":
         return _order_fixed(heatmaps, steps, size, order, rng)
-    scores = window_region_scores(heatmaps, size)
-    if order == "morf":
-        keys = scores
-    elif order == "lerf":
-        keys = -scores
+    if order == "lerf":
+        keys = -window_region_scores(np.abs(heatmaps), size)
+    elif order == "random":
+        keys = rng.random((heatmaps.shape[0], heatmaps.shape[1] - size + 1, heatmaps.shape[2] - size + 1))
     else:
-        keys = rng.random(scores.shape)
-    return _greedy_windows(keys, steps, size)
+        keys = window_region_scores(heatmaps, size) * (1 if order == "morf" else -1)
+    origins = _greedy_windows(keys, steps, size)
+    return np.concatenate([origins, origins + size], axis=-1)
 
 
 def _check_arguments(
@@ -195,7 +219,7 @@ def _check_arguments(
     available = max_regions(h, w, size)
     if available < steps:
         raise InputError(
-            f"a {h}x{w} image holds only {available} non-overlapping {size}x{size} regions; "
+            f"a {h}x{w} image holds only {available} {size}x{size} regions; "
             f"steps={steps} needs at least that many (use fewer steps or a smaller region)"
         )
 
@@ -203,17 +227,15 @@ def _check_arguments(
 def _order_fixed(
     heatmaps: np.ndarray, steps: int, size: int, order: str, rng: np.random.Generator | None
 ) -> np.ndarray:
-    scores = grid_region_scores(heatmaps, size)
-    n, _, gw = scores.shape
-    flat = scores.reshape(n, -1)
-    if order == "morf":
-        ranking = np.argsort(-flat, axis=1, kind="stable")
-    elif order == "lerf":
-        ranking = np.argsort(flat, axis=1, kind="stable")
+    n, h, w = heatmaps.shape
+    if order == "random":
+        ranking = np.argsort(rng.random((n, max_regions(h, w, size))), axis=1)
     else:
-        ranking = np.argsort(rng.random(flat.shape), axis=1)
-    chosen = ranking[:, :steps]
-    return np.stack([chosen // gw * size, chosen % gw * size], axis=-1).astype(np.int64)
+        scores = grid_region_scores(np.abs(heatmaps) if order == "lerf" else heatmaps, size).reshape(n, -1)
+        ranking = np.argsort(-scores if order == "morf" else scores, axis=1, kind="stable")
+    (row_start, row_stop), (col_start, col_stop) = grid_cells(h, size), grid_cells(w, size)
+    rows, cols = np.divmod(ranking[:, :steps], len(col_start))
+    return np.stack([row_start[rows], col_start[cols], row_stop[rows], col_stop[cols]], axis=-1).astype(np.int64)
 
 
 def _greedy_windows(keys: np.ndarray, steps: int, size: int) -> np.ndarray:

@@ -12,18 +12,21 @@ from explainer.files import FileGroup
 
 
 def format_table(report: Mapping[str, Any]) -> str:
-    """Plain-text table of a :func:`compare_heatmaps` report: AOPC, ABPC, gain over random, PNG bytes, entropy."""
+    """Plain-text table of a :func:`compare_heatmaps` report: AOPC, ABPC, gain over random with its paired
+    bootstrap interval, PNG bytes, entropy."""
     methods = report["methods"]
     random_aopc = methods["random"]["aopc"] if "random" in methods else None
-    header = ("method", "AOPC", "ABPC", "vs random", "PNG bytes", "entropy")
+    header = ("method", "AOPC", "ABPC", "vs random", "95% CI", "PNG bytes", "entropy")
     rows = [header]
     for name, entry in methods.items():
         complexity = entry.get("complexity") or {}
+        gain = entry.get("aopc_vs_random")
         rows.append((
             name,
             _fmt(entry.get("aopc")),
             _fmt(entry.get("abpc")),
             _fmt(None if random_aopc is None or name == "random" else entry["aopc"] - random_aopc, signed=True),
+            "-" if not gain else f"[{gain['low']:+.4f}, {gain['high']:+.4f}]",
             _fmt(complexity.get("png_bytes"), digits=0),
             _fmt(complexity.get("entropy"), digits=3),
         ))
@@ -33,7 +36,7 @@ def format_table(report: Mapping[str, Any]) -> str:
     settings = report.get("settings", {})
     lines.append(f"L={settings.get('steps')} steps, {settings.get('region')}x{settings.get('region')} regions "
                  f"({settings.get('grid')} grid), perturbation {settings.get('perturb')}, "
-                 f"{settings.get('images')} images; AOPC = {AOPC_DEFINITION}")
+                 f"{settings.get('images')} images; AOPC = {AOPC_DEFINITION}; CI: paired bootstrap over images")
     return "\n".join(lines)
 
 

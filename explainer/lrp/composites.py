@@ -40,6 +40,7 @@ from explainer.lrp.rules import (
     Stop,
     Uniform,
     Vocabulary,
+    WinnerTakeAll,
     ZBox,
     ZPlus,
     call_with,
@@ -285,9 +286,20 @@ def lrp_0() -> Composite:
 
 
 def lrp_epsilon(epsilon: float = 0.01) -> Composite:
+    """Samek et al. (2017)'s ε variant: ε on every linear layer, the first one included (they use ε = 0.01 and
+    ε = 100)."""
     return Composite("lrp-epsilon", [(kind("conv", "dense", "affine"), Epsilon(epsilon))] + _lrp_base(),
                      description=f"LRP-ε on every linear layer, unfolded BatchNorm included (ε = {epsilon})",
                      params={"epsilon": epsilon})
+
+
+def lrp_alpha2_beta1(stabiliser: float = 1e-6) -> Composite:
+    """Samek et al. (2017)'s αβ variant: α2β1 on every conv and dense layer, the first one included (unlike
+    ``epsilon-alpha2-beta1``, whose dense layers take ε); an unfolded BatchNorm passes relevance through, as in the
+    Zennit composites."""
+    return Composite("lrp-alpha2-beta1", [(kind("conv", "dense"), AlphaBeta(2.0, 1.0, stabiliser))]
+                     + _lrp_base(stabiliser), description="α2β1 on every conv and dense layer, the first included",
+                     params={"stabiliser": stabiliser})
 
 
 def deconvnet() -> Composite:
@@ -339,11 +351,16 @@ def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabiliser: float = 1e-6) -
                      params={"epsilon": epsilon, "stabiliser": stabiliser})
 
 
-def sr_paper(stabiliser: float = 1e-9) -> Composite:
-    """Li et al. 2017 (SR map paper): conv (incl. first) LRP-0 with bias, dense z+ without bias, stabiliser 1e-9."""
-    return Composite("sr-paper", [(kind("conv"), Epsilon(stabiliser)), (kind("dense"), ZPlus(stabiliser, bias=False))]
-                     + _lrp_base(stabiliser), description="conv: LRP-0 (+1e-9), dense: z+ without bias",
-                     params={"stabiliser": stabiliser})
+def sr_paper(stabiliser: float = 1e-9, maxpool: str = "accumulate") -> Composite:
+    """Li et al. 2017 (SR map paper): conv (incl. first) LRP-0 with bias, dense z+ without bias, stabiliser 1e-9.
+    ``maxpool="overwrite"`` reproduces their max_unpool2d where overlapping pooling windows (AlexNet's 3x3 stride 2)
+    share an arg-max: one window's relevance survives and the others' is lost; the default accumulates it
+    (``docs/sr-map.md``)."""
+    pool = WinnerTakeAll(maxpool)
+    return Composite("sr-paper", [(kind("conv"), Epsilon(stabiliser)), (kind("dense"), ZPlus(stabiliser, bias=False)),
+                                  (kind("maxpool"), pool)] + _lrp_base(stabiliser),
+                     description=f"conv: LRP-0 (+1e-9), dense: z+ without bias, max-pool overlaps: {pool.overlap}",
+                     params={"stabiliser": stabiliser, "maxpool": str(pool.overlap)})
 
 
 def attn_lrp(epsilon: float = 1e-6, gamma: float = 0.0) -> Composite:
@@ -376,6 +393,7 @@ METHODS: dict[str, Callable[..., Composite]] = {
     "gradient-x-input": gradient_x_input,
     "lrp-0": lrp_0,
     "lrp-epsilon": lrp_epsilon,
+    "lrp-alpha2-beta1": lrp_alpha2_beta1,
     "deconvnet": deconvnet,
     "guided-backprop": guided_backprop,
     "epsilon-plus": epsilon_plus,

@@ -425,6 +425,25 @@ class SoftmaxTaylor(Rule):
     name: ClassVar[str] = "softmax-taylor"
 
 
+class Overlap(Vocabulary):
+    """What max-pooling gives an input that is the arg-max of several overlapping windows."""
+
+    ACCUMULATE = "accumulate"  #: the sum of their relevance (conserved, as the gradient routes it)
+    OVERWRITE = "overwrite"    #: one window's, the last in row-major order (Li et al.'s max_unpool2d; not conserved)
+
+
+@dataclass(frozen=True)
+class WinnerTakeAll(Rule):
+    """Max-pooling: each window's relevance goes to its arg-max; ``overlap`` (an ``Overlap``) says what an input
+    picked by several overlapping windows gets. Every composite accumulates; ``sr-paper`` can overwrite."""
+
+    overlap: Overlap | str = Overlap.ACCUMULATE
+    name: ClassVar[str] = "winner-take-all"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overlap", Overlap.parse(self.overlap, "max-pool overlap"))
+
+
 @dataclass(frozen=True)
 class Stop(Rule):
     """No relevance flows to the layer's input (CP-LRP's softmax: the attention weights are constants)."""
@@ -439,7 +458,7 @@ RULE_FACTORIES: dict[str, Callable[..., Rule]] = {
     "zplus": ZPlus, "z+": ZPlus, "zbox": ZBox, "zb": ZBox, "flat": Flat, "w-square": WSquare, "wsquare": WSquare,
     "gradient": lambda: Gradient(), "pass": Pass, "norm": Norm, "deconvnet": DeconvNet,
     "guided-backprop": GuidedBackprop, "uniform": Uniform, "constant-weights": ConstantWeights,
-    "softmax-taylor": SoftmaxTaylor, "stop": Stop,
+    "softmax-taylor": SoftmaxTaylor, "stop": Stop, "winner-take-all": WinnerTakeAll,
 }
 
 def parameters(factory: Callable[..., Any]) -> tuple[str, ...]:

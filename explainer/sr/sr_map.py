@@ -2,8 +2,10 @@
 
 Li, Tian, Mueller, Chen (2017), "Beyond saliency", turn a pixel-wise LRP heatmap into attention *areas* by running
 Goferman, Zelnik-Manor and Tal's context-aware saliency detector on it.  This module implements that detector with
-NumPy/SciPy exactly as specified in ``docs/sr-map.md`` (no approximate nearest-neighbour search is used: the K most
-similar patches are found by an exact, chunked, vectorised search).
+NumPy/SciPy, and the relevance image it runs on (``sr_input``: |R| as in the paper, or its positive part).
+``docs/sr-map.md`` is the specification: every step, constant and option, and where they differ from Goferman's text,
+Tsai and Chang's CAS code and Li et al.'s code.  The K most similar patches are found by an exact, blocked,
+vectorised search (no approximate nearest neighbours).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ try:
 except ImportError:  # optional: without it BLAS keeps its default thread count
     threadpool_limits = None
 
-__all__ = ["sr_map", "paper_relevance_image"]
+__all__ = ["sr_map", "paper_relevance_image", "sr_input", "describe_sr_input", "SR_PARTS"]
 
 # Lab channels whose range is below this (in L*a*b* units, far below one uint8 step) count as constant, so that
 # min-max scaling does not blow rounding noise (e.g. a*, b* of a grey image) up to [0, 1].
@@ -43,13 +45,19 @@ def _single_thread_blas() -> contextlib.AbstractContextManager:
 
 @dataclass(frozen=True)
 class _Patches:
-    """Patches of one pyramid level: flattened values, centres normalised by the level's longer side, grid shape."""
+    """Patches of one pyramid level: flattened values, centres normalised by the level's longer side, grid shape.
+
+    ``own[i]`` is the index among the level's grid patches of the patch identical to patch i (same window), or -1:
+    a query is never its own neighbour.
+    """
 
     values: np.ndarray  # (n, channels * patch_size**2) float32
     rows: np.ndarray  # (n,) float32 centre row / max(h, w)
     cols: np.ndarray  # (n,) float32 centre column / max(h, w)
     grid: tuple[int, int]  # (ny, nx), n == ny * nx
     size: tuple[int, int]  # (h, w) of the level image
+    own: np.ndarray  # (n,) int64
+    image: np.ndarray  # (h, w, channels) float32, the level image
 
 
 def sr_map(
@@ -58,37 +66,46 @@ def sr_map(
     c: float = 3.0,
     k: int = 64,
     scales: Sequence[float] = (1.0, 0.8, 0.5, 0.3),
-    patch_size: int = 7,
+    patch_size: int | Sequence[int] = 7,
     foci_threshold: float = 0.8,
     base_size: int = 250,
     stride: int | None = None,
+    queries: str = "grid",
 ) -> np.ndarray:
-    """Salient Relevance map of a relevance map: float32 H x W in [0, 1], deterministic.
+    """Salient Relevance map of a relevance map: float32 H x W in [0, 1], deterministic. Specification with every
+    step, constant and deviation from Goferman et al. and from Li et al.'s code: ``docs/sr-map.md``.
 
-    ``relevance`` is either H x W (one relevance channel, e.g. summed over colour channels; min-max scaled) or
+    ``relevance`` is either H x W (one relevance channel, e.g. |R| summed over colour channels; min-max scaled) or
     H x W x 3 (the paper's RGB relevance image, see :func:`paper_relevance_image`; uint8 is read as 0..255 sRGB, any
     other dtype is min-max scaled over the whole array, then converted to CIE L*a*b* and min-max scaled per channel).
 
-    Goferman's context-aware saliency, on an image whose longer side is resized to ``base_size``:
-    ``patch_size`` x ``patch_size`` patches every ``stride`` pixels (default ``ceil(patch_size / 2)``, i.e. 50 %
-    overlap); dissimilarity ``d = d_value / (1 + c * d_position)``; single-scale saliency
-    ``S = 1 - exp(-mean of the k smallest d)`` over candidates from scales r, r/2 and r/4 (the patch itself
-    excluded); the per-scale maps over ``scales`` are min-max normalised, upsampled and averaged to S_bar; pixels with
-    S_bar > ``foci_threshold`` * max(S_bar) are the foci, and ``SR = S_bar * (1 - d_foci)`` with d_foci the Euclidean
-    distance to the nearest focus normalised to [0, 1].  A constant map yields all zeros.
+    Goferman's context-aware saliency, on an image whose longer side is resized to ``base_size``: patches of
+    ``patch_size`` x ``patch_size`` (one size for every scale, or one per scale), candidate patches every ``stride``
+    pixels (default ``ceil(patch_size / 2)``, i.e. 50 % overlap); dissimilarity ``d = d_value / (1 + c * d_position)``;
+    single-scale saliency ``S = 1 - exp(-f * mean of the k smallest d)`` over candidates from scales r, r/2 and r/4
+    (the query patch itself excluded; ``f = (patch_size of the first scale / patch_size)**2`` as in Tsai and Chang's
+    CAS code, 1 when all scales use one size); the per-scale maps over ``scales`` are min-max normalised, upsampled
+    and averaged to S_bar; pixels with S_bar > ``foci_threshold`` * max(S_bar) are the foci, and
+    ``SR = S_bar * (1 - d_foci)`` with d_foci the Euclidean distance to the nearest focus normalised to [0, 1].
+    A constant map yields all zeros.
 
-    Details the spec leaves open: resizing is bilinear with half-pixel centres (anti-aliased when shrinking); each
-    pyramid level is at least one patch high and wide; patch centres are divided by their own level's longer side, so
-    positions compare across levels; per-patch saliency is interpolated to pixels from the patch centres.  The
-    nearest-neighbour search is exact (blocked matrix products, float32 arithmetic); BLAS is held to one thread
-    during the call when threadpoolctl is installed.
+    ``queries`` says where saliency is scored: ``"grid"`` (default, fast) at the candidate patches' centres, then
+    interpolated bilinearly to pixels; ``"pixels"`` at every pixel of every scale (patches centred on the pixel,
+    reflect-padded at the borders), as Goferman's definition and the CAS code do: about 15x slower, and equal to
+    ``"grid"`` at the grid points (``docs/sr-map.md`` gives the measured difference between the two).
+
+    Resizing is bilinear with half-pixel centres (anti-aliased when shrinking); each pyramid level is at least one
+    patch high and wide; patch centres are divided by their own level's longer side, so positions compare across
+    levels.  The nearest-neighbour search is exact (blocked matrix products, float32 arithmetic); BLAS is held to
+    one thread during the call when threadpoolctl is installed.
     """
     image = _check_relevance(relevance)
-    _check_params(c, k, scales, patch_size, foci_threshold, base_size, stride)
-    step = stride if stride is not None else math.ceil(patch_size / 2)
+    sizes = _check_params(c, k, scales, patch_size, foci_threshold, base_size, stride, queries)
     levels = tuple(float(s) for s in scales)
+    steps = tuple(stride if stride is not None else math.ceil(size / 2) for size in sizes)
     with _single_thread_blas():
-        return _salient_relevance(image, float(c), int(k), levels, int(patch_size), step, foci_threshold, base_size)
+        return _salient_relevance(image, float(c), int(k), levels, sizes, steps, foci_threshold, base_size,
+                                  queries == "pixels")
 
 
 def _salient_relevance(
@@ -96,31 +113,36 @@ def _salient_relevance(
     c: float,
     k: int,
     scales: tuple[float, ...],
-    patch_size: int,
-    step: int,
+    sizes: tuple[int, ...],
+    steps: tuple[int, ...],
     foci_threshold: float,
     base_size: int,
+    every_pixel: bool,
 ) -> np.ndarray:
-    """The algorithm of :func:`sr_map` on validated input."""
+    """The algorithm of :func:`sr_map` on validated input (one patch size and stride per scale)."""
     height, width = image.shape[:2]
     base = _prepare(image, base_size)
     if np.ptp(base) == 0.0:
         return np.zeros((height, width), dtype=np.float32)
 
-    levels: dict[float, _Patches] = {}
+    levels: dict[tuple[float, int, int], _Patches] = {}
 
-    def level(scale: float) -> _Patches:
-        if scale not in levels:
-            levels[scale] = _extract_patches(base, scale, patch_size, step)
-        return levels[scale]
+    def level(scale: float, size: int, step: int) -> _Patches:
+        if (scale, size, step) not in levels:
+            levels[(scale, size, step)] = _extract_patches(base, scale, size, step)
+        return levels[(scale, size, step)]
 
     base_h, base_w = base.shape[:2]
     mean_saliency = np.zeros((base_h, base_w), dtype=np.float64)
-    for r in scales:
-        query = level(r)
-        candidates = [query, level(r / 2), level(r / 4)]
-        saliency = _single_scale_saliency(query, candidates, k=k, c=c).reshape(query.grid)
-        mean_saliency += _upsample_grid(_minmax(saliency), query, (base_h, base_w), patch_size, step)
+    for r, size, step in zip(scales, sizes, steps):
+        candidates = [level(r, size, step), level(r / 2, size, step), level(r / 4, size, step)]
+        query = _pixel_queries(candidates[0], size, step) if every_pixel else candidates[0]
+        saliency = _single_scale_saliency(query, candidates, k=k, c=c, factor=(sizes[0] / size) ** 2)
+        saliency = _minmax(saliency.reshape(query.grid))
+        if every_pixel:  # a value per pixel of the level: resize it to the base
+            mean_saliency += _resize(saliency[..., None], (base_h, base_w))[..., 0]
+        else:  # a value per grid patch: interpolate it from the patch centres
+            mean_saliency += _upsample_grid(saliency, query, (base_h, base_w), size, step)
     mean_saliency /= len(scales)
 
     peak = mean_saliency.max()
@@ -135,28 +157,72 @@ def _salient_relevance(
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def paper_relevance_image(relevance_chw: np.ndarray, *, layout: str = "chw") -> np.ndarray:
+#: what the SR map can be computed on, per channel of the relevance: |R| (Li et al.) or its positive part
+SR_PARTS = {"abs": "|R|", "positive": "max(R, 0)"}
+
+
+def paper_relevance_image(relevance_chw: np.ndarray, *, layout: str = "chw", part: str = "abs") -> np.ndarray:
     """The heatmap Li et al. feed to the saliency step: |R| per colour channel, min-max scaled over the whole
     tensor to 0..255, returned as an H x W x 3 uint8 RGB image.
 
     ``layout`` says how the input is laid out: ``"chw"`` (3 x H x W, the network's layout) or ``"hwc"`` (H x W x 3).
-    A constant |R| gives an all-zero image.
+    ``part="positive"`` takes max(R, 0) in place of |R| (only evidence for the class counts; not the paper's).
+    A constant result gives an all-zero image.
     """
     arr = np.asarray(relevance_chw)
-    if layout not in ("chw", "hwc"):
-        raise InputError(f"paper_relevance_image: layout must be 'chw' or 'hwc', got {layout!r}")
+    _check_layout_part(layout, part, "paper_relevance_image")
     channel_axis = 0 if layout == "chw" else 2
     if arr.ndim != 3 or arr.shape[channel_axis] != 3:
         expected = "3 x H x W" if layout == "chw" else "H x W x 3"
         raise InputError(f"paper_relevance_image: expected {expected} relevance (layout={layout!r}), got {arr.shape}")
     _check_real_finite(arr, "paper_relevance_image")
-    magnitude = np.abs(arr.astype(np.float64))
+    magnitude = _part(arr, part)
     if layout == "chw":
         magnitude = np.moveaxis(magnitude, 0, -1)
     lo, hi = magnitude.min(), magnitude.max()
     if hi == lo:
         return np.zeros(magnitude.shape, dtype=np.uint8)
     return np.rint((magnitude - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def sr_input(relevance: np.ndarray, *, layout: str = "chw", part: str = "abs") -> np.ndarray:
+    """What an SR map is computed on, from one sample's relevance (C x H x W, or H x W x C with ``layout="hwc"``):
+    for three (colour) channels the paper's RGB image of |R| (:func:`paper_relevance_image`), for any other channel
+    count the H x W map sum_c |R_c|. ``part="positive"`` takes max(R, 0) in place of |R|. Either way zero relevance
+    is the darkest value and negative relevance is never scored as the opposite of positive (:func:`describe_sr_input`
+    says which was used)."""
+    arr = np.asarray(relevance)
+    _check_layout_part(layout, part, "sr_input")
+    if arr.ndim != 3:
+        raise InputError(f"sr_input: expected one sample's relevance with a channel axis, got shape {arr.shape}")
+    channels = arr.shape[0 if layout == "chw" else 2]
+    if channels == 3:
+        return paper_relevance_image(arr, layout=layout, part=part)
+    _check_real_finite(arr, "sr_input")
+    return _part(arr, part).sum(axis=0 if layout == "chw" else 2)
+
+
+def describe_sr_input(part: str, channels: int) -> str:
+    """A line saying what :func:`sr_input` computes the SR map on, for labels in files and output."""
+    _check_layout_part("chw", part, "describe_sr_input")
+    what = SR_PARTS[part]
+    if channels == 3:
+        source = " (Li et al.)" if part == "abs" else " (Li et al.'s image with max(R, 0) in place of |R|)"
+        return f"{what} per colour channel, min-max scaled over the 3 channels to an RGB image{source}"
+    summed = f" summed over the {channels} channels" if channels > 1 else ""
+    return f"{what}{summed}, min-max scaled"
+
+
+def _check_layout_part(layout: str, part: str, where: str) -> None:
+    if layout not in ("chw", "hwc"):
+        raise InputError(f"{where}: layout must be 'chw' or 'hwc', got {layout!r}")
+    if part not in SR_PARTS:
+        raise InputError(f"{where}: part must be one of {', '.join(map(repr, SR_PARTS))}, got {part!r}")
+
+
+def _part(arr: np.ndarray, part: str) -> np.ndarray:
+    values = arr.astype(np.float64)
+    return np.abs(values) if part == "abs" else np.maximum(values, 0.0)
 
 
 def _check_real_finite(arr: np.ndarray, where: str) -> None:
@@ -190,25 +256,34 @@ def _check_params(
     c: float,
     k: int,
     scales: Sequence[float],
-    patch_size: int,
+    patch_size: int | Sequence[int],
     foci_threshold: float,
     base_size: int,
     stride: int | None,
-) -> None:
+    queries: str,
+) -> tuple[int, ...]:
+    """Validate the parameters of :func:`sr_map`; the patch size of each scale."""
     if not (_is_real(c) and math.isfinite(c) and c >= 0):
         raise InputError(f"sr_map: c must be a finite number >= 0, got {c!r}")
-    for name, value in (("k", k), ("patch_size", patch_size), ("base_size", base_size)):
+    for name, value in (("k", k), ("base_size", base_size)):
         if not is_positive_int(value):
             raise InputError(f"sr_map: {name} must be a positive integer, got {value!r}")
     if stride is not None and not is_positive_int(stride):
         raise InputError(f"sr_map: stride must be a positive integer or None, got {stride!r}")
-    if base_size < patch_size:
-        raise InputError(f"sr_map: base_size ({base_size}) must be at least patch_size ({patch_size})")
     listed = tuple(scales) if np.iterable(scales) else ()
     if len(listed) == 0 or not all(_is_real(s) and 0 < s <= 1 for s in listed):
         raise InputError(f"sr_map: scales must be a non-empty sequence of numbers in (0, 1], got {scales!r}")
+    sizes = tuple(patch_size) if np.iterable(patch_size) else (patch_size,) * len(listed)
+    if len(sizes) != len(listed) or not all(is_positive_int(size) for size in sizes):
+        raise InputError(f"sr_map: patch_size must be a positive integer or one per scale ({len(listed)}), "
+                         f"got {patch_size!r}")
+    if base_size < max(sizes):
+        raise InputError(f"sr_map: base_size ({base_size}) must be at least patch_size ({max(sizes)})")
     if not (_is_real(foci_threshold) and 0 <= foci_threshold < 1):
         raise InputError(f"sr_map: foci_threshold must be in [0, 1), got {foci_threshold!r}")
+    if queries not in ("grid", "pixels"):
+        raise InputError(f"sr_map: queries must be 'grid' or 'pixels', got {queries!r}")
+    return tuple(int(size) for size in sizes)
 
 
 def _minmax(arr: np.ndarray, flat: float = 0.0) -> np.ndarray:
@@ -262,23 +337,43 @@ def _extract_patches(base: np.ndarray, scale: float, patch_size: int, step: int)
     windows = sliding_window_view(image, (patch_size, patch_size), axis=(0, 1))[::step, ::step]
     ny, nx = windows.shape[:2]
     values = np.ascontiguousarray(windows.reshape(ny * nx, -1), dtype=np.float32)
+    rows, cols = _centres(np.arange(ny) * step, np.arange(nx) * step, patch_size, size)
+    return _Patches(values=values, rows=rows, cols=cols, grid=(ny, nx), size=size, own=np.arange(ny * nx),
+                    image=image)
+
+
+def _centres(tops: np.ndarray, lefts: np.ndarray, patch_size: int, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Flattened centre rows and columns of the windows with these top-left corners, over the level's longer side."""
     longer = float(max(size))
-    rows = (np.arange(ny) * step + patch_size / 2) / longer
-    cols = (np.arange(nx) * step + patch_size / 2) / longer
-    grid_rows, grid_cols = np.meshgrid(rows, cols, indexing="ij")
-    return _Patches(
-        values=values,
-        rows=grid_rows.ravel().astype(np.float32),
-        cols=grid_cols.ravel().astype(np.float32),
-        grid=(ny, nx),
-        size=size,
-    )
+    grid_rows, grid_cols = np.meshgrid((tops + patch_size / 2) / longer, (lefts + patch_size / 2) / longer,
+                                       indexing="ij")
+    return grid_rows.ravel().astype(np.float32), grid_cols.ravel().astype(np.float32)
 
 
-def _single_scale_saliency(query: _Patches, candidates: list[_Patches], *, k: int, c: float) -> np.ndarray:
-    """S_i = 1 - exp(-mean of the k smallest d(p_i, q)) for every query patch; exact, in blocks of query rows.
+def _pixel_queries(level: _Patches, patch_size: int, step: int) -> _Patches:
+    """A patch centred on every pixel of ``level``'s image (reflect-padded by half a patch); ``own`` points at the
+    grid patch with the same window, so that at the grid points the saliency is the grid's."""
+    height, width = level.size
+    before = patch_size // 2
+    pad = ((before, patch_size - 1 - before), (before, patch_size - 1 - before), (0, 0))
+    padded = np.pad(level.image, pad, mode="reflect")  # levels are at least one patch wide
+    windows = sliding_window_view(padded, (patch_size, patch_size), axis=(0, 1))
+    values = np.ascontiguousarray(windows.reshape(height * width, -1), dtype=np.float32)
+    tops, lefts = np.arange(height) - before, np.arange(width) - before
+    rows, cols = _centres(tops, lefts, patch_size, level.size)
+    ny, nx = level.grid
+    grid_row = np.where((tops >= 0) & (tops % step == 0) & (tops // step < ny), tops // step, -1)
+    grid_col = np.where((lefts >= 0) & (lefts % step == 0) & (lefts // step < nx), lefts // step, -1)
+    own = np.where((grid_row[:, None] >= 0) & (grid_col[None, :] >= 0), grid_row[:, None] * nx + grid_col[None, :], -1)
+    return _Patches(values=values, rows=rows, cols=cols, grid=(height, width), size=level.size, own=own.ravel(),
+                    image=level.image)
 
-    ``candidates[0]`` must be ``query`` itself: its diagonal (a patch against itself) is excluded.
+
+def _single_scale_saliency(
+    query: _Patches, candidates: list[_Patches], *, k: int, c: float, factor: float = 1.0
+) -> np.ndarray:
+    """S_i = 1 - exp(-factor * mean of the k smallest d(p_i, q)) for every query patch; exact, in blocks of query
+    rows. ``candidates[0]`` is the query's own level: the candidate ``query.own[i]`` (patch i itself) is excluded.
     """
     values = np.concatenate([cand.values for cand in candidates])
     centre = values.mean(axis=0, dtype=np.float64).astype(np.float32)  # centring limits float32 cancellation
@@ -317,11 +412,12 @@ def _single_scale_saliency(query: _Patches, candidates: list[_Patches], *, k: in
         np.multiply(denom, c, out=denom)
         np.add(denom, 1.0, out=denom)
         np.divide(dist, denom, out=dist)
-        own = np.arange(m)
-        dist[own, start + own] = np.inf
+        own = query.own[start:stop]
+        mine = own >= 0
+        dist[np.flatnonzero(mine), own[mine]] = np.inf
         dist.partition(k_eff - 1, axis=1)
         mean_d[start:stop] = dist[:, :k_eff].sum(axis=1, dtype=np.float64) / k_eff
-    return 1.0 - np.exp(-mean_d)
+    return 1.0 - np.exp(-factor * mean_d)
 
 
 def _upsample_grid(

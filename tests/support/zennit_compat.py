@@ -12,7 +12,8 @@ import types
 def import_zennit():
     """The ``zennit`` package, with ``zennit.attribution``, ``zennit.composites`` and ``zennit.rules`` loaded."""
     import torch
-    if "torchvision" not in sys.modules:
+    stubbed = False
+    if "torchvision" not in sys.modules and "zennit.torchvision" not in sys.modules:
         try:
             import torchvision  # noqa: F401
         except ImportError:
@@ -23,8 +24,14 @@ def import_zennit():
             resnet.BasicBlock = type("BasicBlock", (torch.nn.Module,), {})
             stub.models, models.resnet = models, resnet
             sys.modules.update({"torchvision": stub, "torchvision.models": models, "torchvision.models.resnet": resnet})
+            stubbed = True
     import zennit
     import zennit.attribution
     import zennit.composites
     import zennit.rules
+    if stubbed:
+        # zennit.torchvision holds the stand-ins now; left in sys.modules, the spec-less stub makes the dynamo
+        # exporter log a traceback per torchvision op ("torchvision.__spec__ is None")
+        for name in ("torchvision.models.resnet", "torchvision.models", "torchvision"):
+            del sys.modules[name]
     return zennit
