@@ -1,9 +1,10 @@
-"""The user-facing ``Explainer``: load an ONNX classifier once, explain any batch and any class."""
+"""The user-facing ``Explainer``: load an ONNX model once, explain any batch and any class (or any output seed)."""
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -17,36 +18,40 @@ import numpy as np
 
 from explainer.errors import ExplainerError, InputError, ModelError, describe
 from explainer.frontend.canonicalise import canonicalise
+from explainer.frontend.inputs import select_output
 from explainer.frontend.ir import CanonicalGraph
 from explainer.images.spec import channel_sum
 from explainer.lrp.composites import AUTO, Composite, Seed, default_method, input_bounds, make_composite
-from explainer.onnx_io import ModelSource, read_model, save_model
+from explainer.onnx_io import InMemoryModel, ModelSource, read_model, save_model
 from explainer.ops import OPS
 from explainer.relevance.graph import (
     ABSORBED,
     EXPLAINED,
     LOGITS,
     RELEVANCE,
+    SEED,
     TARGET,
     build_forward_model,
     build_relevance_model,
 )
+from explainer.runtime import cache as session_cache
 from explainer.runtime.providers import resolve_provider
-from explainer.runtime.sessions import make_session, run_bound
+from explainer.runtime.sessions import load_optimised, make_session, run_bound
 
 
 @dataclass
 class Explanation:
     """Relevance (same shape as the input), pre-softmax logits (N, classes), the explained class per sample, and
-    the input layout (NCHW or NHWC) the relevance is laid out in, and the ``seed`` it started from ('logit': one-hot
-    × the target's logit, or 'one-hot'; relevance and ``absorbed`` are in units of the seed's value, 1 for one-hot).
+    the input layout (NCHW or NHWC for images, NC for features, NCW for 1-D signals) the relevance is laid out in, and
+    the ``seed`` it started from ('logit': one-hot × the target's logit, 'one-hot', or 'array': a seed array given to
+    ``explain``, target -1; relevance and ``absorbed`` are in units of the seed's value, 1 for one-hot).
 
     ``conservation`` (N,), for methods whose relevance starts from the target logit (the LRP methods): the sum of
-    each sample's relevance divided by its seed value (the target logit, or 1), 1 where all of it arrives at the
-    input (LRP-0 on a network without biases), less where biases and stabilisers absorb some, NaN for a zero logit;
-    None for gradient-like methods, whose output is no share of the logit. ``absorbed`` maps each constant input
-    that keeps relevance (a class token, a position embedding: ``EmitContext.absorb``) to its share per sample (N,),
-    for the LRP methods."""
+    each sample's relevance divided by its seed value (the target logit, 1, or a seed array's sum), 1 where all of
+    it arrives at the input (LRP-0 on a network without biases), less where biases and stabilisers absorb some, NaN
+    for a zero logit; None for gradient-like methods, whose output is no share of the logit. ``absorbed`` maps each
+    constant input that keeps relevance (a class token, a position embedding: ``EmitContext.absorb``) to its share
+    per sample (N,), for the LRP methods."""
 
     relevance: np.ndarray
     logits: np.ndarray
@@ -58,8 +63,11 @@ class Explanation:
     absorbed: dict[str, np.ndarray] = field(default_factory=dict)
 
     def relevance_map(self) -> np.ndarray:
-        """Relevance summed over the channel axis: (N, H, W)."""
-        return channel_sum(self.relevance, self.layout)
+        """Relevance summed over the channel axis: (N, H, W) for images, (N, L) for 1-D signals, (N, D, H, W) for
+        volumes; tabular relevance (N, F) as it is."""
+        if self.layout in ("NCHW", "NHWC"):
+            return channel_sum(self.relevance, self.layout)
+        return self.relevance if self.layout == "NC" else self.relevance.sum(axis=1)
 
 
 @dataclass
@@ -67,6 +75,38 @@ class _ForwardSession:
     """The canonical forward graph's session, created on first use and shared by explainers of one model."""
 
     session: Any = None
+
+
+@dataclass
+class _Canonical:
+    """The canonical graph, made on first use when the relevance session came from the cache, and shared by
+    explainers of one model; what is needed to make it."""
+
+    model: Any
+    base_dir: Any
+    input_shape: tuple[int, ...] | None
+    output: str | None = None
+    graph: CanonicalGraph | None = None
+
+
+@dataclass(frozen=True)
+class _Info:
+    """What the explainer tells about the model without its canonical graph (stored in a cache entry)."""
+
+    input_name: str
+    input_shape: tuple[int, ...]
+    layout: str
+    num_classes: int
+    changes: tuple[str, ...]
+    default_method: str
+
+    @classmethod
+    def of(cls, graph: CanonicalGraph) -> _Info:
+        method = default_method({OPS[node.op].kind for node in graph.nodes})
+        if graph.layout == "NC" and method == "epsilon-plus-flat":
+            method = "epsilon-plus"  # the flat rule would spread the first layer's relevance evenly over the features
+        return cls(graph.input_name, tuple(graph.input_shape), graph.layout, graph.num_classes, tuple(graph.changes),
+                   method)
 
 
 class Explainer:
@@ -82,9 +122,16 @@ class Explainer:
     one-hot vector, as Zennit's usual call; with a negative target logit the logit seed flips the map's sign);
     None, the default, keeps the method's own (logit for LRP, one-hot for gradient-like methods).
     ``provider`` is 'auto' (CUDA when a device works, else CPU), 'cpu' or 'cuda'. ``input_shape`` fills dynamic
-    non-batch dims of the model's input. ``source`` names the model in messages when it is passed as a ModelProto.
+    non-batch dims of the model's input (one float input: images, features [N, F], signals [N, C, L]). ``output``
+    names the output to explain when the model has several (default: the first); a final Sigmoid before it
+    (multi-label heads, also behind a reshape) is skipped like a final Softmax, and ``changes`` says so.
+    ``source`` names the model in messages when it is passed as a ModelProto.
     ``base_dir`` is the folder that external data of a model given as bytes or a ModelProto is read from (without
     it, such a model's external data is an error; a model file's is read from the file's own folder).
+    ``cache`` (default True; ``EXPLAINER_CACHE=0`` turns it off everywhere): keep the optimised relevance graph in
+    the user's cache folder (``explainer.runtime.cache``) and take it from there when the same model file or bytes
+    are explained again with the same settings on the CPU; such an explainer makes its canonical graph only when
+    something needs it (``forward``, ``with_method``, ``save``). ``timings`` shows 'cache' on a hit.
     Every failure a caller can cause is an ``ExplainerError`` (``explainer.errors``) naming the culprit.
     """
 
@@ -94,7 +141,8 @@ class Explainer:
     def __init__(self, model: ModelSource, method: str | Composite | dict = AUTO, *,
                  provider: str = "auto", input_shape: tuple[int, ...] | None = None, low: Any = None,
                  high: Any = None, verify: bool = True, source: str | None = None, threads: int | None = None,
-                 base_dir: str | os.PathLike | None = None, seed: str | None = None, **rule_params: Any) -> None:
+                 base_dir: str | os.PathLike | None = None, seed: str | None = None, cache: bool = True,
+                 output: str | None = None, **rule_params: Any) -> None:
         self.timings: dict[str, float] = {}
         self._seed = _parse_seed(seed)
         self.threads = _check_threads(threads)
@@ -105,27 +153,142 @@ class Explainer:
         self.source = source or "<model>"
         if method != AUTO:  # bad parameters fail before model work
             composite, bounds = self._composite(method, low, high, rule_params)
-        with self._timed("load"):
-            loaded = read_model(model, base_dir)
-        self.source = source or loaded.source
-        self._files = loaded.files  # the model's own files, which save() never replaces
-        self.metadata = {p.key: p.value for p in loaded.proto.metadata_props}
-        with self._timed("canonicalise"):
-            self.graph: CanonicalGraph = canonicalise(loaded.proto, self.source, input_shape=input_shape)
-        del loaded  # the canonical graph holds every weight it needs; the protobuf copy would double the memory
         self.provider = resolve_provider(provider)
         self._forward = _ForwardSession()
+        if output is not None and not isinstance(output, str):
+            raise InputError(f"output must be the name of one of the model's outputs, got {output!r}")
+        self._canonical = _Canonical(model, base_dir, input_shape, output)
+        self._relevance_model = None
+        if not isinstance(cache, bool):
+            raise InputError(f"cache must be True or False, got {cache!r}")
+        slot = self._cache_slot(model, base_dir, cache, {
+            "method": method, "params": rule_params, "low": _plain(low), "high": _plain(high), "seed": seed,
+            "input_shape": input_shape, "provider": self.provider, "threads": self.threads,
+            **({"output": output} if output is not None else {})})  # keys of earlier entries unchanged
+        if slot is not None and self._from_cache(slot, source, method, low, high, rule_params):
+            return
+        with self._timed("load"):
+            loaded = read_model(model, base_dir)
+            self.source = source or loaded.source
+            self._files = loaded.files  # the model's own files, which save() never replaces
+            self.metadata = {p.key: p.value for p in loaded.proto.metadata_props}
+            # the weights as arrays, the protobuf dropped: it frees its memory only as a whole
+            split = InMemoryModel.from_loaded(loaded.proto, self.source)
+            del loaded
+        with self._timed("canonicalise"):
+            self._canonical.graph = _canonicalise(split, self.source, input_shape, output)
+        del split  # the canonical graph holds every weight it needs
+        self._info = _Info.of(self.graph)
         if method == AUTO:
             composite, bounds = self._composite(self.default_method, low, high, rule_params)
-        self._set_method(composite, low, high, bounds)
-        if verify:
-            with self._timed("verify"):
-                self._verify()
+        writer = self._cache_writer(slot) if verify else None  # only verified graphs are stored
+        try:
+            self._set_method(composite, low, high, bounds, writer)
+            if verify:
+                with self._timed("verify"):
+                    self._verify()
+            if writer is not None:
+                with self._timed("cache_write"):
+                    self._cache_commit(slot, writer)
+        finally:
+            if writer is not None:
+                writer.discard()
+
+    # ------------------------------------------------------------------ the session cache
+    def _cache_slot(self, model: ModelSource, base_dir: Any, cache: bool, settings: dict) -> tuple | None:
+        """(cache folder, entry name, folder of the model's external data) when the cache applies: enabled, the
+        CPU provider, a model given as a file or bytes that can be read; None otherwise."""
+        root = session_cache.cache_dir() if cache else None
+        if root is None or self.provider != "cpu":
+            return None
+        with self._timed("key"):
+            try:
+                if isinstance(model, (bytes, bytearray, memoryview)):
+                    digest = hashlib.sha256(model).hexdigest()
+                    base = None if base_dir is None else Path(os.fsdecode(base_dir)).resolve()
+                elif isinstance(model, (str, os.PathLike)) and os.fsdecode(model) and base_dir is None:
+                    path = Path(os.fsdecode(model))
+                    digest, base = session_cache.model_digest(path), path.parent.resolve()  # as read_model
+                else:
+                    return None
+            except (OSError, ValueError, TypeError):
+                return None  # read_model reports what is wrong with it
+            return root, session_cache.key(digest, settings), base
+
+    def _from_cache(self, slot: tuple, source: str | None, method: Any, low: Any, high: Any,
+                    rule_params: dict) -> bool:
+        """Take the relevance session from the cache entry of ``slot``, if there is a sound one (True)."""
+        root, name, base = slot
+        with self._timed("cache"):
+            entry = session_cache.lookup(root, name, base)
+            try:
+                info = entry.info
+                graph_info = _Info(**{**info["graph"], "input_shape": tuple(info["graph"]["input_shape"]),
+                                      "changes": tuple(info["graph"]["changes"])})
+                metadata, absorbed = dict(info["metadata"]), list(info["absorbed"])
+                session = load_optimised(entry.model_path, self.provider, entry.fed, threads=self.threads)
+            except Exception:
+                session = None  # no entry, or one this version cannot use: rebuilt below, and replaced
+        if session is None:
+            self.timings["key"] += self.timings.pop("cache")  # a miss: no 'cache' stage
+            return False
+        model = self._canonical.model
+        self.source = source or (str(Path(os.fsdecode(model))) if isinstance(model, (str, os.PathLike)) else "<bytes>")
+        main = (Path(os.fsdecode(model)).resolve(),) if isinstance(model, (str, os.PathLike)) else ()
+        self._files = main + tuple(entry.external.values())
+        self.metadata, self._info = metadata, graph_info
+        composite, bounds = self._composite(self.default_method if method == AUTO else method, low, high,
+                                            rule_params)
+        self._set_method(composite, low, high, bounds, session=session, absorbed=absorbed)
+        return True
+
+    def _cache_writer(self, slot: tuple | None) -> session_cache.Writer | None:
+        if slot is None:
+            return None
+        try:
+            return session_cache.Writer(slot[0])
+        except OSError:
+            return None  # a cache folder that cannot be made: no caching, no error
+
+    def _cache_commit(self, slot: tuple, writer: session_cache.Writer) -> None:
+        """Store the verified relevance session's optimised graph under the entry name of ``slot``."""
+        _, name, base = slot
+        model = self._canonical.model
+        data = self._files[1:] if isinstance(model, (str, os.PathLike)) else self._files
+        try:
+            external = {path.relative_to(base).as_posix(): path for path in data}
+        except (ValueError, TypeError):
+            return  # external data the cache could not find again (outside the model's folder): not cached
+        info = {"graph": dataclasses.asdict(self._info), "metadata": self.metadata, "absorbed": self.absorbed_labels}
+        writer.commit(name, getattr(self._relevance, "fed", {}), external, info)
 
     @property
     def default_method(self) -> str:
-        """The method ``"auto"`` picks for this model: AttnLRP for transformers, epsilon-plus-flat otherwise."""
-        return default_method({OPS[node.op].kind for node in self.graph.nodes})
+        """The method ``"auto"`` picks for this model: AttnLRP for transformers, epsilon-plus for models on feature
+        vectors [N, F] (whose first layer the flat rule would spread evenly over the features), epsilon-plus-flat
+        otherwise."""
+        return self._info.default_method
+
+    @property
+    def graph(self) -> CanonicalGraph:
+        """The canonical graph (made now when the relevance session came from the cache)."""
+        if self._canonical.graph is None:
+            holder = self._canonical
+            with self._timed("canonicalise"):
+                loaded = read_model(holder.model, holder.base_dir)
+                split = InMemoryModel.from_loaded(loaded.proto, self.source)
+                del loaded
+                holder.graph = _canonicalise(split, self.source, holder.input_shape, holder.output)
+        return self._canonical.graph
+
+    @property
+    def relevance_model(self) -> InMemoryModel:
+        """The relevance graph (built now when its session came from the cache)."""
+        if self._relevance_model is None:
+            with self._timed("build"):
+                self._relevance_model = build_relevance_model(self.graph, self._seeded, low=self._bounds[0],
+                                                              high=self._bounds[1])
+        return self._relevance_model
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -147,16 +310,29 @@ class Explainer:
         composite = make_composite(method, low=low, high=high, **rule_params)
         return composite, input_bounds(composite, low, high)
 
-    def _set_method(self, composite: Composite, low: Any, high: Any, bounds: tuple[Any, Any]) -> None:
+    def _set_method(self, composite: Composite, low: Any, high: Any, bounds: tuple[Any, Any],
+                    writer: session_cache.Writer | None = None, *, session: Any = None,
+                    absorbed: list[str] | None = None) -> None:
+        """Build the relevance graph of ``composite`` and its session (saving the optimised graph for ``writer``),
+        or take ``session`` and ``absorbed`` from a cache entry."""
         self.composite = composite
         self.low, self.high = low, high  # the user's range: what with_method starts from
         # the seed is built into the graph only: the method's own seed still says whether it is relevance or a signal
-        seeded = composite if self._seed in (None, composite.seed) else dataclasses.replace(composite, seed=self._seed)
-        with self._timed("build"):
-            self.relevance_model = build_relevance_model(self.graph, seeded, low=bounds[0], high=bounds[1])
+        self._seeded = composite if self._seed in (None, composite.seed) \
+            else dataclasses.replace(composite, seed=self._seed)
+        self._bounds = bounds
+        self._relevance_model = None
+        self._seed_session = None
+        if session is not None:
+            self._relevance, self._absorbed = session, absorbed or []
+            return
+        model = self.relevance_model
+        self._absorbed = json.loads({p.key: p.value for p in model.skeleton.metadata_props}
+                                    .get("explainer.absorbed") or "[]")
         with self._timed("session"):
             try:
-                self._relevance = make_session(self.relevance_model, self.provider, threads=self.threads)
+                self._relevance = make_session(model, self.provider, threads=self.threads,
+                                               save_to=writer.model_path if writer else None)
             except (ExplainerError, MemoryError):
                 raise
             except Exception as exc:
@@ -191,25 +367,25 @@ class Explainer:
 
     @property
     def input_name(self) -> str:
-        return self.graph.input_name
+        return self._info.input_name
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Per-sample input shape (no batch axis)."""
-        return self.graph.input_shape
+        return self._info.input_shape
 
     @property
     def layout(self) -> str:
-        return self.graph.layout
+        return self._info.layout
 
     @property
     def num_classes(self) -> int:
-        return self.graph.num_classes
+        return self._info.num_classes
 
     @property
     def changes(self) -> list[str]:
         """What the canonicaliser changed, in words."""
-        return list(self.graph.changes)
+        return list(self._info.changes)
 
     # ------------------------------------------------------------------ running
     def _check_input(self, x: Any) -> np.ndarray:
@@ -283,10 +459,16 @@ class Explainer:
 
     __call__ = forward
 
-    def explain(self, x: Any, target: Any = None, batch_size: int | None = None) -> Explanation:
-        """Relevance of ``target`` (int or one per sample; default: the arg-max class) for the batch ``x``."""
+    def explain(self, x: Any, target: Any = None, batch_size: int | None = None, *, seed: Any = None) -> Explanation:
+        """Relevance of ``target`` (int or one per sample; default: the arg-max class) for the batch ``x``; or, with
+        ``seed`` (an array of the output's shape, [N, classes] or [classes] for every sample), of that seed: the
+        relevance at the output as given (several classes at once, a weighting of them), ``target`` -1."""
         x = self._check_input(x)
         n = len(x)
+        if seed is not None:
+            if target is not None:
+                raise InputError("pass target or seed, not both")
+            return self._explain_seed(x, self._check_seed(seed, n), batch_size)
         if target is None:
             tgt = np.full(n, -1, np.int64)  # the relevance graph explains each sample's arg-max class
         else:
@@ -322,6 +504,61 @@ class Explainer:
         return Explanation(relevance=rel, logits=logits, target=tgt, method=self.method, layout=self.layout,
                            seed=self.seed, conservation=conservation, absorbed=absorbed)
 
+    def _check_seed(self, seed: Any, n: int) -> np.ndarray:
+        """``seed`` as a finite float32 [n, classes] array: given per sample ([n, classes] or [n, *the output's
+        per-sample shape]) or once for every sample ([classes])."""
+        classes = self.num_classes
+        try:
+            seeds = np.asarray(seed)
+        except (ValueError, TypeError):
+            seeds = np.asarray(None)
+        if seeds.dtype.kind not in "iuf":
+            raise InputError(f"seed must be an array of real numbers, got {seeds.dtype}")
+        shape = seeds.shape
+        if shape == (classes,) and not (classes == 1 and n > 1):
+            seeds = np.broadcast_to(seeds, (n, classes))
+        elif seeds.ndim >= 1 and shape[0] == n and int(np.prod(shape[1:])) == classes:
+            seeds = seeds.reshape(n, classes)
+        else:
+            raise InputError(f"seed of shape {list(shape)} does not fit the output for a batch of {n}: expected "
+                             f"[{n}, {classes}] (or [{classes}] for every sample)")
+        seeds = np.ascontiguousarray(seeds, np.float32)
+        if not np.all(np.isfinite(seeds)):
+            raise InputError("the seed contains NaN or Inf values (or values beyond float32's range)")
+        return seeds
+
+    def _explain_seed(self, x: np.ndarray, seeds: np.ndarray, batch_size: int | None) -> Explanation:
+        """Relevance of the output seed ``seeds`` [N, classes] (see ``explain``), from a relevance graph that takes
+        the seed as an input (built on first use)."""
+        if self._seed_session is None:
+            with self._timed("build"):
+                model = build_relevance_model(self.graph, self._seeded, low=self._bounds[0], high=self._bounds[1],
+                                              seed_input=True)
+            with self._timed("session"):
+                try:
+                    self._seed_session = make_session(model, self.provider, threads=self.threads)
+                except (ExplainerError, MemoryError):
+                    raise
+                except Exception as exc:
+                    raise ModelError(f"{self.source}: ONNX Runtime cannot load the seeded relevance graph of method "
+                                     f"'{self.method}' ({describe(exc)})") from None
+        labels = self.absorbed_labels
+        outputs = [LOGITS, RELEVANCE] + ([ABSORBED] if labels else [])
+        results = [self._run(self._seed_session, outputs, {self.input_name: x[s], SEED: seeds[s]},
+                             f"method '{self.method}'") for s in self._chunks(len(x), batch_size)]
+        logits, rel = (np.concatenate([r[i] for r in results]) for i in range(2))
+        if not np.all(np.isfinite(rel)):
+            raise ModelError(f"{self.source}: method '{self.method}' produced {int((~np.isfinite(rel)).sum())} "
+                             "non-finite relevance values; try a larger epsilon/stabiliser or another method")
+        absorbed, conservation = {}, None
+        if self.composite.seed is Seed.LOGIT:
+            if labels and not self.composite.times_input:
+                kept = np.concatenate([r[2] for r in results])
+                absorbed = {label: kept[:, k] for k, label in enumerate(labels)}
+            conservation = self._conservation(x, rel, seeds.astype(np.float64).sum(axis=1))
+        return Explanation(relevance=rel, logits=logits, target=np.full(len(x), -1, np.int64), method=self.method,
+                           layout=self.layout, seed="array", conservation=conservation, absorbed=absorbed)
+
     def _warn_low_conservation(self, x: np.ndarray, tgt: np.ndarray, conservation: np.ndarray,
                                absorbed: dict[str, np.ndarray], seeds: np.ndarray) -> None:
         """A :class:`LowConservationWarning` for the samples where under ``LOW_CONSERVATION`` of the seed reached
@@ -354,8 +591,7 @@ class Explainer:
     @property
     def absorbed_labels(self) -> list[str]:
         """The constant inputs (class tokens, position embeddings) whose relevance the relevance graph reports."""
-        labels = {p.key: p.value for p in self.relevance_model.skeleton.metadata_props}.get("explainer.absorbed")
-        return json.loads(labels) if labels else []
+        return list(self._absorbed)
 
     def _conservation(self, x: np.ndarray, rel: np.ndarray, seed: np.ndarray) -> np.ndarray:
         """Sum of relevance / target logit per sample.
@@ -428,6 +664,7 @@ LOW_CONSERVATION = 0.1
 
 #: methods measured when relevance vanishes, by the model family's default method, in the order they are tried
 _CONSERVING = {"epsilon-plus-flat": ("epsilon-plus-flat", "epsilon-gamma-box", "lrp-epsilon", "epsilon-plus"),
+               "epsilon-plus": ("epsilon-plus", "lrp-epsilon", "epsilon-plus-flat"),
                "attn-lrp": ("attn-lrp", "cp-lrp", "lrp-epsilon", "epsilon-plus-flat")}
 
 
@@ -457,7 +694,9 @@ class LowConservationWarning(UserWarning):
 
 #: what each timed stage does, for messages
 _STAGES = {"load": "load the model", "canonicalise": "read the model's graph", "verify": "verify the rewritten graph",
-           "build": "build the relevance graph", "session": "open the ONNX Runtime session"}
+           "build": "build the relevance graph", "session": "open the ONNX Runtime session",
+           "key": "hash the model", "cache": "open the cached relevance graph",
+           "cache_write": "store the relevance graph in the cache"}
 
 
 def _save_path(path: Any) -> Path:
@@ -493,6 +732,24 @@ def _parse_seed(seed: str | None) -> Seed | None:
     if seed not in ("logit", "one-hot", "one"):
         raise InputError(f"seed must be 'logit', 'one-hot' or None (the method's own), got {seed!r}")
     return Seed.LOGIT if seed == "logit" else Seed.ONE
+
+
+def _canonicalise(model: InMemoryModel, source: str, input_shape: tuple[int, ...] | None,
+                  output: str | None) -> CanonicalGraph:
+    """The canonical graph of ``model`` (its skeleton is changed) explaining ``output`` (None: the first)."""
+    picked = select_output(model.skeleton, output, source)
+    graph = canonicalise(model.skeleton, source, input_shape=input_shape, weights=model.external)
+    graph.changes[:0] = picked
+    return graph
+
+
+def _plain(value: Any) -> Any:
+    """A bound (None, a number or an array of them) as plain JSON numbers, for the cache key (anything else as its
+    repr: make_composite reports it)."""
+    try:
+        return None if value is None else np.asarray(value, np.float64).tolist()
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _check_threads(threads: int | None) -> int | None:

@@ -84,7 +84,8 @@ def test_explain_sr_writes_every_documented_file(sr_run):
         expected |= {f"{stem}.npz"} | {stem + s for s in PNG_SUFFIXES}
         data = load_npz(out / f"{stem}.npz")
         assert set(data) == {"relevance", "relevance_channels", "relevance_channels_layout", "logits", "target", "sr",
-                             "conservation", "seed"}
+                             "sr_input", "conservation", "seed"}
+        assert str(data["sr_input"]) == "|R|, min-max scaled"
         assert str(data["seed"]) == "logit"
         assert np.isfinite(data["conservation"])
         rel, sr = data["relevance"], data["sr"]

@@ -12,6 +12,10 @@ Rules (stated here, so that no command is dropped silently):
   ``~/.cache``, the photos ``python -m tools.photos`` writes) are not run; they are listed in ``NOT_SHIPPED``, which
   must name exactly those commands, so a new one fails here until it is listed.
 
+* An option's value is an output path, not a file read, for the options of :data:`OUTPUT_OPTIONS` of that command:
+  ``-o``/``--output`` of ``report`` and ``rewrite`` name the file they write, whereas ``--output NAME`` of ``explain``
+  and ``check`` names the model output to explain.
+
 Each command runs in-process, from a fresh working folder in which ``graphs`` and ``examples`` link to the
 repository's, so relative paths resolve as in a checkout and outputs land in the temporary folder; it must exit 0
 and write its output folder.
@@ -29,8 +33,9 @@ from tests.support.paths import ROOT
 
 README = ROOT / "README.md"
 SHIPPED = ("graphs", "examples")
-#: options whose value is an output path, not a file the command reads
-OUTPUT_OPTIONS = ("--out", "--report", "-o", "--output")
+#: per command, the options whose value is an output path, not a file the command reads
+OUTPUT_OPTIONS = {"explain": ("--out",), "evaluate": ("--out",), "audit": ("--report",),
+                  "report": ("-o", "--output"), "rewrite": ("-o", "--output")}
 #: where each command writes by default (its --out/--report folder), checked after the run
 DEFAULT_OUTPUT = {"explain": "explanations", "evaluate": "evaluation", "audit": "audit"}
 NOT_SHIPPED = {
@@ -88,13 +93,24 @@ def is_synopsis(argv: list[str]) -> bool:
     return any(PLACEHOLDER.fullmatch(a) or a.startswith("[") for a in argv[1:])
 
 
+def output_options(argv: list[str]) -> tuple[str, ...]:
+    """The options of the command ``argv`` (``explainer COMMAND ...``) whose value is a path it writes."""
+    return OUTPUT_OPTIONS.get(argv[1], ()) if len(argv) > 1 else ()
+
+
+def written_path(argv: list[str]) -> str | None:
+    """Where the command writes: its output option's value, else its default output folder (None if it has none)."""
+    options = output_options(argv)
+    return next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in options), DEFAULT_OUTPUT.get(argv[1]))
+
+
 def read_paths(argv: list[str]) -> list[str]:
     """The arguments that name files the command reads: path-like words that are not the value of an output option."""
-    paths = []
+    paths, options = [], output_options(argv)
     for previous, arg in zip(["", *argv[1:]], argv[1:]):
-        if arg.startswith("-") or previous in OUTPUT_OPTIONS:
+        if arg.startswith("-") or previous in options:
             continue
-        if "/" in arg or "~" in arg or Path(arg).suffix in (".onnx", ".png", ".jpg", ".jpeg", ".txt", ".json"):
+        if "/" in arg or "~" in arg or Path(arg).suffix in (".onnx", ".png", ".jpg", ".jpeg", ".txt", ".json", ".npy"):
             paths.append(arg)
     return paths
 
@@ -130,6 +146,22 @@ def test_the_rules_find_the_readme_commands():
     assert {"check", "explain", "evaluate", "audit"} <= synopses
 
 
+def test_output_options_are_per_command():
+    """``--output`` is the written file of ``report``/``rewrite`` but the explained model output of ``check`` and
+    ``explain``, whose value is then neither read nor written."""
+    check = shlex.split("explainer check graphs/wine_mlp.onnx --output logits")
+    assert written_path(check) is None and read_paths(check) == ["graphs/wine_mlp.onnx"]
+    explain = shlex.split("explainer explain graphs/x.onnx examples/rows.npy --output scores --out out/")
+    assert written_path(explain) == "out/" and read_paths(explain) == ["graphs/x.onnx", "examples/rows.npy"]
+    assert written_path(shlex.split("explainer explain m.onnx rows.npy")) == "explanations"
+    report = shlex.split("explainer report explanations audit -o pages/report.html")
+    assert written_path(report) == "pages/report.html" and read_paths(report) == []
+    rewrite = shlex.split("explainer rewrite graphs/x.onnx --method lrp-0 --output out/relevance.onnx")
+    assert written_path(rewrite) == "out/relevance.onnx" and read_paths(rewrite) == ["graphs/x.onnx"]
+    audit = shlex.split("explainer audit graphs/x.onnx examples/ --report ci/audit")
+    assert written_path(audit) == "ci/audit" and read_paths(audit) == ["graphs/x.onnx", "examples/"]
+
+
 def test_commands_on_files_not_shipped_are_the_listed_ones():
     not_run = {" ".join(argv) for argv in readme_commands()
                if not is_synopsis(argv) and not all(shipped(p) for p in read_paths(argv))}
@@ -144,7 +176,7 @@ def test_readme_commands_run_verbatim(block, tmp_path, monkeypatch):
     for command in block:
         argv = shlex.split(command)
         assert main(argv[1:]) == 0, command
-        out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in OUTPUT_OPTIONS), DEFAULT_OUTPUT.get(argv[1]))
+        out = written_path(argv)
         if out is not None:
             written = tmp_path / out
             assert (written.is_file() and written.stat().st_size) or any(written.iterdir()), \

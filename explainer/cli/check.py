@@ -1,30 +1,32 @@
-"""`explainer check MODEL`: the verdict on the first line, then inputs/outputs, detected layout, op support (one
-example node per unsupported op), the family the ops point to and canonicalisation; exit 0 if explainable, else 2
-with the one-line reason on stderr too."""
+"""`explainer check MODEL`: the verdict on the first line, then every input and output (which can be explained),
+detected layout, op support (one example node per unsupported op), the family the ops point to and
+canonicalisation; exit 0 if explainable, else 2 with the one-line reason on stderr too."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from typing import Any
 
-from explainer.cli.common import input_spec, positive_int
+from explainer.cli.common import add_output_option, input_spec, positive_int
 from explainer.cli.text import image_size, print_error, printable
 from explainer.errors import InputError, ModelError
 from explainer.frontend.check import check_model
 from explainer.limits import check_tensor
 
-HELP = "report whether a model can be explained (inputs, layout, ops, canonicalisation)"
+HELP = "report whether a model can be explained (inputs and outputs, layout, ops, canonicalisation)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="ONNX model file")
+    add_output_option(p)
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--size", type=image_size, metavar="N|HxW",
                        help="input size for models with dynamic dims, as for the other commands: N or HxW, e.g. 224 "
                             "or 224x160 (default: the model's own)")
     shape.add_argument("--input-shape", type=positive_int, nargs="+", metavar="D",
                        help="per-sample input shape instead of --size, for inputs that are not 4-D images or have "
-                            "no declared shape, e.g. 3 224 224 (default: the model's own)")
+                            "no declared shape, e.g. 3 224 224, 2 1000 (signals) or 8 (features) (default: the "
+                            "model's own)")
 
 
 def _escaped(value: Any) -> Any:
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         shape = tuple(args.input_shape) if args.input_shape else None
         if shape:
             check_tensor(shape, "--input-shape: an input")
-    report = check_model(args.model, input_shape=shape)
+    report = check_model(args.model, input_shape=shape, output=args.output)
     # names in the report come from the model: escape them before the lines are joined, so each line printed is
     # one line of the report and a name cannot add one
     shown = dataclasses.replace(report, **{f.name: _escaped(getattr(report, f.name))

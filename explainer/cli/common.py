@@ -47,6 +47,13 @@ def add_model_options(p: argparse.ArgumentParser, *, method: bool = True, seed_m
                         "model's own)")
 
 
+def add_output_option(p: argparse.ArgumentParser) -> None:
+    """``--output NAME``: the model output to explain."""
+    p.add_argument("--output", metavar="NAME",
+                   help="the model output to explain when it has several (default: the first; 'explainer check' "
+                        "lists them)")
+
+
 def add_preprocess_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", choices=list(PRESETS),
                    help="input normalisation (default: the model's 'explainer.preprocess' metadata, else imagenet "

@@ -1,4 +1,5 @@
-"""`explainer explain MODEL IMAGE...`: top classes, relevance (.npz), heatmap and overlay PNGs, optional SR maps."""
+"""`explainer explain MODEL IMAGE...`: top classes, relevance (.npz), heatmap and overlay PNGs, optional SR maps;
+`explainer explain MODEL X.npy`: the same for a model on features or 1-D signals, with a bar chart or a line plot."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,7 @@ from explainer.api import LOW_CONSERVATION, Explainer, LowConservationWarning
 from explainer.cli.common import (
     ModelInput,
     add_model_options,
+    add_output_option,
     add_preprocess_options,
     model_input,
     non_negative_int,
@@ -26,9 +28,9 @@ from explainer.errors import InputError
 from explainer.images.io import list_images
 from explainer.images.labels import find_labels, top_k
 from explainer.images.preprocess import load_batch, to_model_input
-from explainer.images.spec import channel_sum
 
-HELP = "explain images: print top classes, write relevance (.npz) and heatmap/overlay PNGs (and SR maps with --sr)"
+HELP = ("explain images or arrays (.npy): print top classes, write relevance (.npz) and pictures (heatmap/overlay "
+        "PNGs, SR maps with --sr; a line plot per signal, a bar chart per feature row)")
 EXIT_CODES = ("exit status: 0 every image explained; 2 bad input (nothing is written), or with --keep-going some "
               "images could not be read (they are listed; the others are written)")
 
@@ -36,13 +38,29 @@ EXIT_CODES = ("exit status: 0 every image explained; 2 bad input (nothing is wri
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXIT_CODES
     add_model_options(p, seed_mode=True)
-    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("images", nargs="+", metavar="INPUT",
+                   help="image files or folders; or, for models on features [N, F] or 1-D signals [N, C, L] (any "
+                        "model), one .npy file of float values: one sample (without the batch axis) or a batch, fed "
+                        "as it is (no preprocessing)")
+    add_output_option(p)
     add_preprocess_options(p)
-    p.add_argument("--target", type=int, help="class to explain (default: the top class of each image)")
+    p.add_argument("--target", type=int, help="class to explain (default: the top class of each image or sample; "
+                                               "0 for a model with one output value, a regressor)")
+    p.add_argument("--seed-file", metavar="FILE.npy",
+                   help="with a .npy input: explain this array of the output's shape ([N, classes], or [classes] "
+                        "for every sample) as the relevance at the output, in place of one class (several classes "
+                        "at once, a weighting of them; default: none, one class per sample)")
+    p.add_argument("--feature-names", metavar="FILE",
+                   help="with a .npy input of features: their names, one per line, for the bar charts (default "
+                        "f0, f1, ...)")
     p.add_argument("--top", type=positive_int, default=5, help="how many top classes to print (default 5)")
     p.add_argument("--labels", help="class names, one per line (default: names in the model's metadata, else "
                                     "ImageNet names for 1000-class models)")
     p.add_argument("--sr", action="store_true", help="also compute the Salient Relevance (SR) map")
+    p.add_argument("--sr-input", choices=("abs", "positive"), default="abs",
+                   help="what the SR map is computed on: abs (default, as Li et al.: |R| per colour channel as an RGB "
+                        "image; |R| summed over channels for other inputs) or positive (max(R, 0) in place of |R|: "
+                        "only evidence for the class)")
     p.add_argument("--out", default="explanations", help="output folder (default ./explanations)")
     p.add_argument("--picture-size", type=non_negative_int, metavar="N",
                    help="enlarge the PNGs by a whole factor (nearest neighbour) until their longer side is at least N "
@@ -59,13 +77,15 @@ def output_names(stem: str, sr: bool) -> list[str]:
     return names + [f"{stem}_sr.png", f"{stem}_sr_overlay.png"] if sr else names
 
 
-def sr_input(relevance: np.ndarray, layout: str, method: str) -> np.ndarray:
-    """What the SR map is computed on: the SR paper's |R| RGB image for sr-paper on colour input, else the H×W map."""
-    from explainer.sr.sr_map import paper_relevance_image
-    channels = relevance.shape[-1] if layout == "NHWC" else relevance.shape[0]
-    if method == "sr-paper" and channels == 3:
-        return paper_relevance_image(relevance if layout == "NCHW" else np.moveaxis(relevance, -1, 0))
-    return channel_sum(relevance, layout, batched=False)
+def sr_png_info(sr_label: str | None, name: str) -> Any:
+    """PNG text chunks saying what an SR picture shows (None for the other pictures)."""
+    if sr_label is None or not name.startswith("sr"):
+        return None
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Description", f"Salient Relevance map (Li et al. 2017) computed on {sr_label}")
+    return info
 
 
 def read_images(paths: list[Path], mi: ModelInput, *, keep_going: bool) -> tuple[dict[int, np.ndarray], list[str]]:
@@ -85,8 +105,18 @@ def read_images(paths: list[Path], mi: ModelInput, *, keep_going: bool) -> tuple
 
 
 def run(args: argparse.Namespace) -> int:
+    arrays = [str(p).lower().endswith(".npy") for p in args.images]
+    if any(arrays):
+        return run_array(args)
+    for option in ("seed_file", "feature_names"):
+        if getattr(args, option) is not None:
+            raise InputError(f"--{option.replace('_', '-')} is for .npy inputs (features or signals), not images")
+    return run_images(args)
+
+
+def run_images(args: argparse.Namespace) -> int:
     from explainer.pictures.heatmaps import PICTURE_SIZE, explanation_pictures
-    from explainer.sr.sr_map import sr_map
+    from explainer.sr.sr_map import describe_sr_input, sr_input, sr_map
 
     paths = list_images(args.images)
     plan = OutputPlan(args.out, "--out")
@@ -98,13 +128,16 @@ def run(args: argparse.Namespace) -> int:
         return report_skipped(skipped, len(paths))
     low, high = mi.bounds(args)
     ex = Explainer(mi.proto, args.method, provider=args.provider, input_shape=mi.input_shape, low=low, high=high,
-                   source=mi.source, seed=args.seed_mode, **rule_params(args))
+                   source=mi.source, seed=args.seed_mode, output=args.output, **rule_params(args))
     labels, labels_from = find_labels(args.labels, ex.num_classes, ex.metadata)
     print(f"model {mi.source}: input {ex.layout} {list(ex.input_shape)}, {ex.num_classes} classes, "
           f"method {ex.method}, seed {ex.seed}, preprocessing {mi.describe_preprocessing()}, "
           f"provider {ex.provider}, labels: {labels_from}")
     picture_size = PICTURE_SIZE if args.picture_size is None else args.picture_size
     channels_layout = "HWC" if ex.layout == "NHWC" else "CHW"
+    sr_label = describe_sr_input(args.sr_input, ex.input_shape[-1 if ex.layout == "NHWC" else 0]) if args.sr else None
+    if sr_label:
+        print(f"SR maps computed on: {sr_label}")
     advised: set[str] = set()
     order = sorted(images)
     batches = [order[start:start + args.batch_size] for start in range(0, len(order), args.batch_size)]
@@ -134,25 +167,130 @@ def run(args: argparse.Namespace) -> int:
                 if j in vanished:
                     warn_vanished(paths[i], float(e.conservation[j]), vanished[j], advised)
                 stem = stems[i]
-                sr = sr_map(sr_input(e.relevance[j], ex.layout, ex.method)) if args.sr else None
-                if sr is not None:
-                    arrays["sr"] = sr
+                sr = None
+                if args.sr:
+                    sr = sr_map(sr_input(e.relevance[j], layout=channels_layout.lower(), part=args.sr_input))
+                    arrays["sr"], arrays["sr_input"] = sr, np.array(sr_label)
                 pictures = explanation_pictures(pixels[j], maps[j], sr, minimum=picture_size,
                                                 with_colorbar=args.colorbar)
                 with writer.group() as files:
                     for name, picture in pictures.items():
-                        picture.save(files.path(f"{stem}_{name}.png"))
+                        picture.save(files.path(f"{stem}_{name}.png"), pnginfo=sr_png_info(sr_label, name))
                     np.savez_compressed(files.path(f"{stem}.npz"), **arrays)
     print(f"wrote {len(order)} explanation(s) to {plan.folder}/")
     return report_skipped(skipped, len(paths))
 
 
-def explain_batch(ex: Explainer, x: np.ndarray, target: int | None) -> tuple[Any, dict[int, LowConservationWarning]]:
+def read_array(path: str, what: str) -> np.ndarray:
+    """The array in the .npy file at ``path`` (no pickled objects); InputError naming ``what`` otherwise."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read {what} as a .npy array ({' '.join(str(exc).split())[:200]})") from None
+
+
+def run_array(args: argparse.Namespace) -> int:
+    """Explain the samples of one .npy file (features, signals, or any float input fed as it is)."""
+    from explainer.frontend.inputs import image_input
+    from explainer.onnx_io import load_model
+    from explainer.pictures.signals import feature_names, plot_features, plot_signal
+
+    if len(args.images) != 1 or not str(args.images[0]).lower().endswith(".npy"):
+        raise InputError("give one .npy file (one sample or a batch), or image files and folders, not both")
+    path = Path(args.images[0])
+    x = read_array(str(path), "the input")
+    if x.dtype.kind not in "iuf":
+        raise InputError(f"{path}: the input must hold real numbers, got dtype {x.dtype}")
+    proto, source = load_model(args.model)
+    vi = image_input(proto, source)
+    rank = len(vi.type.tensor_type.shape.dim) or x.ndim
+    if x.ndim == rank - 1:
+        x = x[None]
+    elif x.ndim != rank:
+        raise InputError(f"{path}: an array of shape {list(x.shape)} does not fit input '{vi.name}' of rank {rank} "
+                         f"(give one sample of rank {rank - 1} or a batch of rank {rank})")
+    if x.shape[0] == 0:
+        raise InputError(f"{path}: the input batch is empty (0 samples)")
+    seeds = read_array(args.seed_file, "the seed") if args.seed_file else None
+    if seeds is not None and args.target is not None:
+        raise InputError("pass --target or --seed-file, not both")
+    stems = [f"{file_stem(path)}_{i}" for i in range(len(x))]
+    plan = OutputPlan(args.out, "--out")
+    for stem in stems:
+        plan.add_set(stem, lambda s: [f"{s}.npz", f"{s}.png"])
+    plan.refuse_inputs([path, args.seed_file, args.feature_names, args.labels], models=[args.model])
+    ex = Explainer(proto, args.method, provider=args.provider, input_shape=tuple(int(d) for d in x.shape[1:]),
+                   low=args.low, high=args.high, source=source, seed=args.seed_mode, output=args.output,
+                   **rule_params(args))
+    kind = {"NC": "features", "NCW": "signal"}.get(ex.layout)
+    names = feature_names(ex.input_shape[0], args.feature_names) if kind == "features" else None
+    if args.feature_names and kind != "features":
+        raise InputError(f"--feature-names is for feature inputs [N, F]; input '{ex.input_name}' is "
+                         f"[N, {', '.join(map(str, ex.input_shape))}]")
+    labels, labels_from = find_labels(args.labels, ex.num_classes, ex.metadata)
+    sigmoid = any("final Sigmoid" in c for c in ex.changes)
+    kinds = "labels (multi-label: pre-sigmoid logits explained)" if sigmoid else "classes"
+    head = "one output value" if ex.num_classes == 1 else f"{ex.num_classes} {kinds}"
+    print(f"model {source}: input '{ex.input_name}' {ex.layout} {list(ex.input_shape)}, {head}, method {ex.method}, "
+          f"seed {'array' if seeds is not None else ex.seed}, provider {ex.provider}")
+    for change in ex.changes:
+        if "final Sigmoid" in change or "explained output" in change:
+            print(f"  {change}")
+    if seeds is not None:
+        e = ex.explain(x, seed=seeds, batch_size=args.batch_size)
+    else:
+        e = explain_batch(ex, x, args.target, args.batch_size)[0]
+    with plan.writing(total=len(x)) as writer:
+        for j in range(len(x)):
+            print(f"{path} [{j}]:")
+            print_scores(e.logits[j], int(e.target[j]), labels, sigmoid, args.top)
+            if e.conservation is not None:
+                print(f"  relevance at the input: {e.conservation[j]:.1%} of the explained "
+                      f"{'seed' if e.seed != 'logit' else 'logit'}")
+            arrays = {"relevance": e.relevance[j].astype(np.float32), "layout": np.array(ex.layout),
+                      "logits": e.logits[j], "target": e.target[j], "seed": np.array(e.seed)}
+            if e.conservation is not None:
+                arrays["conservation"] = e.conservation[j]
+            with writer.group() as files:
+                t = int(e.target[j])
+                name = f"{labels[t]} (class {t})" if labels and 0 <= t < len(labels) else f"output {t}"
+                title = f"{path.name} [{j}]: " + ("seed array" if t < 0 else name)
+                if kind == "features":
+                    plot_features(e.relevance[j], files.path(f"{stems[j]}.png"), names=names, values=x[j],
+                                  title=title)
+                elif kind == "signal":
+                    plot_signal(x[j], e.relevance[j], files.path(f"{stems[j]}.png"), title=title)
+                np.savez_compressed(files.path(f"{stems[j]}.npz"), **arrays)
+    pictures = "" if kind else f" (no pictures for a {ex.layout} input: relevance in the .npz files)"
+    print(f"wrote {len(x)} explanation(s) to {plan.folder}/{pictures}")
+    return 0
+
+
+def print_scores(logits: np.ndarray, target: int, labels: list[str] | None, sigmoid: bool, top: int) -> None:
+    """The sample's output: its value for a regressor, per-label sigmoid probabilities for a multi-label head, else
+    the top classes with softmax probabilities; the explained one marked."""
+    if len(logits) == 1:
+        print(f"  output value {float(logits[0]):.4g}" + ("  <- explained" if target == 0 else ""))
+        return
+    if not sigmoid:
+        for rank, (idx, name, logit, prob) in enumerate(top_k(logits, top, labels), start=1):
+            mark = "  <- explained" if idx == target else ""
+            print(f"  {rank}. {name} (class {idx}): logit {logit:.3f}, p {prob:.3f}{mark}")
+        return
+    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    for rank, idx in enumerate(np.argsort(-logits, kind="stable")[:top], start=1):
+        name = f"{labels[idx]} (label {idx})" if labels else f"label {idx}"
+        mark = "  <- explained" if idx == target else ""
+        print(f"  {rank}. {name}: logit {float(logits[idx]):.3f}, sigmoid {probs[idx]:.3f}{mark}")
+
+
+def explain_batch(ex: Explainer, x: np.ndarray, target: int | None,
+                  batch_size: int | None = None) -> tuple[Any, dict[int, LowConservationWarning]]:
     """``ex.explain(x)`` and the samples its :class:`LowConservationWarning` names, ``{index in batch: warning}``;
     other warnings pass on unchanged."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LowConservationWarning)
-        e = ex.explain(x, target=target)
+        e = ex.explain(x, target=target, batch_size=batch_size)
     vanished = {}
     for record in caught:
         if isinstance(record.message, LowConservationWarning):

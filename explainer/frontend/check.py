@@ -7,16 +7,18 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from explainer.errors import ExplainerError, UnsupportedOpError, shorten
+from explainer.errors import ExplainerError, InputError, UnsupportedOpError, shorten
 from explainer.frontend.canonicalise import canonicalise
-from explainer.frontend.inputs import DEFAULT_DOMAINS, detect_layout, image_input
+from explainer.frontend.inputs import DEFAULT_DOMAINS, detect_layout, final_sigmoid, image_input, select_output
+from explainer.frontend.ir import CanonicalGraph
 from explainer.onnx_io import load_model
 from explainer.ops import CONVERTERS
 
 
 @dataclass
 class CheckReport:
-    """The result of checking one model; ``ok`` says whether it can be explained."""
+    """The result of checking one model; ``ok`` says whether it can be explained (its explained output, the first
+    unless one was named). ``inputs`` and ``outputs`` are described with whether each can be explained."""
 
     source: str
     inputs: list[str]
@@ -56,13 +58,20 @@ def _describe(vi: onnx.ValueInfoProto) -> str:
 
 
 def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape: tuple[int, ...] | None = None,
-                base_dir: str | os.PathLike | None = None) -> CheckReport:
+                base_dir: str | os.PathLike | None = None, output: str | None = None) -> CheckReport:
     """Inspect ``model``; never raises for model problems (they end up in ``error``), only for unreadable files.
-    ``base_dir``: the folder of the external data of a model given as bytes or a ModelProto (see ``load_model``)."""
+    ``base_dir``: the folder of the external data of a model given as bytes or a ModelProto (see ``load_model``);
+    ``output``: the output to explain (default: the first; a name the model lacks is an InputError). Every other
+    output (up to ``_OTHER_OUTPUTS``) is canonicalised too, to say whether it could be explained instead."""
     proto, source = load_model(model, base_dir)
     inits = {t.name for t in proto.graph.initializer}
-    inputs = [_describe(i) for i in proto.graph.input if i.name not in inits]
-    outputs = [_describe(o) for o in proto.graph.output]
+    graph_inputs = [i for i in proto.graph.input if i.name not in inits]
+    inputs = [f"{_describe(i)}: {_input_status(i, len(graph_inputs))}" for i in graph_inputs]
+    names = [o.name for o in proto.graph.output]
+    chosen = output if output is not None else (names[0] if names else None)
+    if output is not None and output not in names:
+        listed = ", ".join(f"'{n}'" for n in names)
+        raise InputError(f"{source}: the model has no output '{output}'; its outputs are {listed}")
     counts = Counter(n.op_type if n.domain in DEFAULT_DOMAINS else f"{n.domain}.{n.op_type}" for n in proto.graph.node)
     layout = None
     try:
@@ -73,7 +82,7 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
         pass
     error, changes, folded, removed, unsupported, reasons = None, [], {}, {}, {}, {}
     try:
-        graph = canonicalise(proto, source, input_shape=input_shape)
+        graph = _canonical(proto, source, input_shape, chosen)
         changes, folded, removed, layout = graph.changes, graph.folded_ops, graph.removed_ops, graph.layout
     except UnsupportedOpError as exc:
         error, unsupported, reasons = str(exc), exc.by_op, exc.reasons
@@ -82,9 +91,12 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
     except MemoryError:
         error = f"{source}: not enough memory to read the model's graph"
     local = {f"{f.domain}.{f.name}" for f in proto.functions}
+    skipped = final_sigmoid(proto, chosen) is not None if chosen is not None and error is None else False
     ops = []
     for op, count in sorted(counts.items()):
-        if op in local:
+        if skipped and op == "Sigmoid" and count == 1:
+            status = "removed (the final Sigmoid: explained from the pre-sigmoid logits)"
+        elif op in local:
             status = "model-local function (inlined)"
         elif op in unsupported:
             status = _unsupported(op, unsupported[op], reasons, count)
@@ -105,7 +117,59 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
         ops.append((op, count, status))
     for op in sorted(set(unsupported) - set(counts)):  # ops inside model-local functions
         ops.append((op, len(unsupported[op]), _unsupported(op, unsupported[op], reasons, len(unsupported[op]))))
+    outputs = []
+    for i, vi in enumerate(proto.graph.output):
+        if vi.name == chosen:
+            status = f"explained{_head(proto, vi.name)}" if error is None else "explained (cannot be: see result)"
+        elif i > _OTHER_OUTPUTS:
+            status = "not checked"
+        else:
+            status = _output_status(proto, source, input_shape, vi.name)
+        outputs.append(f"{_describe(vi)}: {status}")
     return CheckReport(source, inputs, outputs, layout, ops, changes, error, model_family(proto))
+
+
+#: how many outputs besides the explained one are canonicalised to say whether they can be explained
+_OTHER_OUTPUTS = 8
+
+
+def _canonical(proto: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None,
+               output: str | None) -> CanonicalGraph:
+    """The canonical graph explaining ``output``; ``proto`` is copied first where picking the output changes it."""
+    if output is not None and (len(proto.graph.output) > 1 or final_sigmoid(proto, output) is not None):
+        work = onnx.ModelProto()
+        work.CopyFrom(proto)
+        picked = select_output(work, output, source)
+        graph = canonicalise(work, source, input_shape=input_shape)
+        graph.changes[:0] = picked
+        return graph
+    return canonicalise(proto, source, input_shape=input_shape)
+
+
+def _input_status(vi: onnx.ValueInfoProto, count: int) -> str:
+    """Whether input ``vi`` (one of ``count``) receives relevance, and why not."""
+    elem = vi.type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        return (f"no relevance ({onnx.TensorProto.DataType.Name(elem).lower()}: relevance is computed for float32 "
+                "inputs only)")
+    if count > 1:
+        return f"no relevance (the model has {count} inputs: only single-input models are explained)"
+    return "receives relevance"
+
+
+def _head(proto: onnx.ModelProto, output: str) -> str:
+    return " (pre-sigmoid logits: its final Sigmoid is skipped)" if final_sigmoid(proto, output) is not None else ""
+
+
+def _output_status(proto: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None, output: str) -> str:
+    """Whether ``output`` could be explained instead (``--output``), and why not."""
+    try:
+        _canonical(proto, source, input_shape, output)
+    except ExplainerError as exc:
+        return f"cannot be explained ({shorten(str(exc).removeprefix(f'{source}: '), 200)})"
+    except MemoryError:
+        return "not checked (not enough memory)"
+    return f"can be explained with --output {output}{_head(proto, output)}"
 
 
 def _unsupported(op: str, names: list[str], reasons: dict[str, str], count: int) -> str:

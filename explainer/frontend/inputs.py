@@ -1,4 +1,5 @@
-"""The model's image input: which input it is, its per-sample shape, its layout (NCHW or NHWC), and its opset."""
+"""The model's input and output: which input it is, its per-sample shape and layout (NCHW or NHWC for images, NC
+for feature vectors, NCW for 1-D signals, NCDHW for volumes), its opset, and which output is explained."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 
 @dataclass(frozen=True)
 class PinnedInput:
-    """The image input: its name, per-sample shape (every dim static) and layout."""
+    """The input: its name, per-sample shape (every dim static) and layout."""
 
     name: str
     shape: tuple[int, ...]
@@ -28,7 +29,7 @@ class PinnedInput:
 
 
 def pin_input(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None = None) -> PinnedInput:
-    """The single image input with every non-batch dim static (dynamic ones filled from ``input_shape``). An input
+    """The single float input with every non-batch dim static (dynamic ones filled from ``input_shape``). An input
     too large to allocate (see ``explainer.limits``) is refused with the figure before anything is allocated."""
     vi = image_input(model, source)
     shape = resolve_input_shape(vi, source, input_shape)
@@ -53,8 +54,8 @@ def image_input(model: onnx.ModelProto, source: str) -> onnx.ValueInfoProto:
         raise ModelError(f"{source}: the model has no inputs")
     if len(inputs) > 1:
         names = ", ".join(f"'{i.name}'" for i in inputs)
-        raise ModelError(f"{source}: the model has {len(inputs)} inputs ({names}); only single-input image "
-                         "classifiers can be explained")
+        raise ModelError(f"{source}: the model has {len(inputs)} inputs ({names}); only single-input models can be "
+                         "explained")
     return inputs[0]
 
 
@@ -65,16 +66,19 @@ def resolve_input_shape(vi: onnx.ValueInfoProto, source: str,
     ttype = vi.type.tensor_type
     if ttype.elem_type != onnx.TensorProto.FLOAT:
         raise ModelError(f"{source}: input '{vi.name}' has element type "
-                         f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; only float32 inputs are supported")
+                         f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; relevance is computed for float32 "
+                         "inputs only")
     given = None if input_shape is None else _check_input_shape(input_shape, source)
     if not ttype.HasField("shape"):
         if given is None:
-            raise InputError(f"{source}: input '{vi.name}' has no shape; pass input_shape=(C, H, W)")
+            raise InputError(f"{source}: input '{vi.name}' has no shape; pass input_shape (per sample, e.g. (C, H, W), "
+                             "(C, L) or (F,))")
         return (None, *given)
     dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
     rank = len(dims)
     if rank < 2:
-        raise ModelError(f"{source}: input '{vi.name}' has rank {rank}; expected a batch of images (N, C, H, W)")
+        raise ModelError(f"{source}: input '{vi.name}' has rank {rank}; expected a batch axis and at least one more "
+                         "(features [N, F], signals [N, C, L], images [N, C, H, W])")
     invalid = [(i, d) for i, d in enumerate(dims) if d is not None and d <= 0]
     if invalid:
         listed = ", ".join(f"dim {i} = {d}" for i, d in invalid)
@@ -144,3 +148,53 @@ def detect_layout(model: onnx.ModelProto, vi: onnx.ValueInfoProto, shape: tuple[
     if c_last in (1, 3, 4) and c_first not in (1, 3, 4):
         return "NHWC"
     return "NCHW"
+
+
+#: ops that pass the scores through unchanged in value between a final Sigmoid and the model's output
+_AFTER_SIGMOID = {"Identity", "Dropout", "Cast", "Flatten", "Reshape", "Squeeze", "Unsqueeze"}
+
+
+def output_names(model: onnx.ModelProto) -> list[str]:
+    """The model's outputs, by name, in order."""
+    return [o.name for o in model.graph.output]
+
+
+def final_sigmoid(model: onnx.ModelProto, output: str) -> onnx.NodeProto | None:
+    """The Sigmoid node that ``output`` is computed from through reshapes, flattens and casts alone, if any."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    name = output
+    while name in producers and producers[name].op_type in _AFTER_SIGMOID and producers[name].input:
+        name = producers[name].input[0]
+    node = producers.get(name)
+    return node if node is not None and node.op_type == "Sigmoid" and node.domain in DEFAULT_DOMAINS else None
+
+
+def select_output(model: onnx.ModelProto, output: str | None, source: str) -> list[str]:
+    """Make ``output`` (default: the first) the model's only output, and turn a final Sigmoid before it (also behind
+    reshapes, flattens and casts) into an Identity, so that a multi-label head is explained from its pre-sigmoid
+    logits as a final Softmax is. Changes ``model`` in place (pass a copy the caller owns); returns what it changed,
+    in words. A name the model has no output of is an InputError listing the outputs there are."""
+    names = output_names(model)
+    if output is not None and not isinstance(output, str):
+        raise InputError(f"output must be the name of one of the model's outputs, got {output!r}")
+    if not names:
+        return []  # canonicalise says the model has no outputs
+    if output is None:
+        output = names[0]
+    elif output not in names:
+        listed = ", ".join(f"'{n}'" for n in names)
+        raise InputError(f"{source}: the model has no output '{output}'; its outputs are {listed}")
+    changes = []
+    if len(names) > 1:
+        kept = next(o for o in model.graph.output if o.name == output)
+        chosen = onnx.ValueInfoProto()
+        chosen.CopyFrom(kept)
+        del model.graph.output[:]
+        model.graph.output.append(chosen)
+        changes.append(f"explained output '{output}' (of {len(names)}: {', '.join(names)})")
+    node = final_sigmoid(model, output)
+    if node is not None:
+        node.op_type = "Identity"
+        changes.append(f"skipped the final Sigmoid '{node.name or node.output[0]}' of output '{output}': a multi-label "
+                       "head is explained from its pre-sigmoid logits")
+    return changes

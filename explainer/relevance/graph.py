@@ -6,6 +6,9 @@ result: inputs = the model's input and ``target`` (int64 [N]; negative: the arg-
 classes], ``relevance`` (same shape as the input), ``explained_target`` (int64 [N], the class explained) and, where
 constant inputs keep some (class tokens, position embeddings), ``absorbed`` [N, K], labelled by the JSON list in the
 metadata entry ``explainer.absorbed``. Both graphs are emitted at the model's own opset, at least ``MIN_OPSET``.
+With ``seed_input`` the relevance graph takes ``seed`` (float [N, classes], the relevance at the output as given)
+in place of ``target`` and has no ``explained_target``: for seeds that are no single class (several classes at
+once, a weighting of all of them).
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from explainer.relevance.builder import GraphBuilder
 from explainer.relevance.context import MIN_OPSET, EmitContext, output_opset
 
 TARGET = "target"
+#: the relevance at the output, [N, classes], of a graph built with ``seed_input``
+SEED = "seed"
 #: the class each sample's relevance explains: ``target``, or the arg-max class where ``target`` is negative
 EXPLAINED = "explained_target"
 LOGITS = "logits"
@@ -74,8 +79,10 @@ def build_forward_model(graph: CanonicalGraph) -> InMemoryModel:
     return _make_model(graph, b, [_value_info(LOGITS, [BATCH, graph.num_classes])], [], "explainer_forward")
 
 
-def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=None, high=None) -> InMemoryModel:
-    """The relevance graph for ``composite`` (``low``/``high``: input bounds for the zB rule, in model input space)."""
+def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=None, high=None,
+                          seed_input: bool = False) -> InMemoryModel:
+    """The relevance graph for ``composite`` (``low``/``high``: input bounds for the zB rule, in model input space;
+    ``seed_input``: the seed is the graph's input ``seed``, not the composite's one-hot or logit of ``target``)."""
     _check_ops(graph)
     b = GraphBuilder()
     ctx = EmitContext(b, graph, with_relevance=True)
@@ -92,13 +99,7 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
     layers = layer_info(graph)
     _emit_forward(graph, ctx)
     b.op("Identity", [graph.output_name], out_names=[LOGITS])
-    b.reserve(TARGET)
-    predicted = b.op("ArgMax", [graph.output_name], "predicted", axis=1, keepdims=0)
-    explained = b.op("Where", [b.op("Less", [TARGET, b.const(0, dtype=np.int64)], "unset"), predicted, TARGET],
-                     out_names=[EXPLAINED])
-    onehot = b.op("OneHot", [explained, b.const([graph.num_classes], dtype=np.int64), b.const([0.0, 1.0])],
-                  "onehot", axis=-1)
-    seed = onehot if composite.seed == "one" else b.mul(onehot, graph.output_name, "seed")
+    seed = _seed_from_input(b, graph) if seed_input else _seed_from_target(b, graph, composite)
     relevance: dict[str, list[str]] = {graph.output_name: [seed]}
     for node in reversed(graph.nodes):
         incoming = relevance.pop(node.output, None)
@@ -121,15 +122,17 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
     if composite.times_input:
         r = b.mul(r, graph.input_name, "times_input")
     b.op("Identity", [r], out_names=[RELEVANCE])
-    outputs = [_value_info(LOGITS, [BATCH, graph.num_classes]), _value_info(RELEVANCE, [BATCH, *graph.input_shape]),
-               helper.make_tensor_value_info(EXPLAINED, TensorProto.INT64, [BATCH])]
+    outputs = [_value_info(LOGITS, [BATCH, graph.num_classes]), _value_info(RELEVANCE, [BATCH, *graph.input_shape])]
+    if not seed_input:
+        outputs.append(helper.make_tensor_value_info(EXPLAINED, TensorProto.INT64, [BATCH]))
     if ctx.absorbed:
         totals = [b.op("ReduceSum", [b.op("Reshape", [b.sum(parts, "absorbed_parts"), b.ints([0, -1])]),
                                      b.ints([1])], "absorbed_total", keepdims=1) for parts in ctx.absorbed.values()]
         b.op("Concat", totals, out_names=[ABSORBED], axis=1)
         outputs.append(_value_info(ABSORBED, [BATCH, len(totals)]))
-    target = helper.make_tensor_value_info(TARGET, TensorProto.INT64, [BATCH])
-    model = _make_model(graph, b, outputs, [target], f"explainer_{composite.name}")
+    extra = _value_info(SEED, [BATCH, graph.num_classes]) if seed_input \
+        else helper.make_tensor_value_info(TARGET, TensorProto.INT64, [BATCH])
+    model = _make_model(graph, b, outputs, [extra], f"explainer_{composite.name}")
     doc = {"method": composite.name, "description": composite.description,
            "absorbed": json.dumps(list(ctx.absorbed))}
     for key, value in doc.items():
@@ -138,5 +141,26 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
     return model
 
 
-__all__ = ["ABSORBED", "EXPLAINED", "LOGITS", "MIN_OPSET", "RELEVANCE", "TARGET", "build_forward_model",
+def _seed_from_target(b: GraphBuilder, graph: CanonicalGraph, composite: Composite) -> str:
+    """One-hot of the explained class (``target``, or the arg-max class where it is negative), times the logits
+    for a logit seed; writes ``explained_target``."""
+    b.reserve(TARGET)
+    predicted = b.op("ArgMax", [graph.output_name], "predicted", axis=1, keepdims=0)
+    explained = b.op("Where", [b.op("Less", [TARGET, b.const(0, dtype=np.int64)], "unset"), predicted, TARGET],
+                     out_names=[EXPLAINED])
+    onehot = b.op("OneHot", [explained, b.const([graph.num_classes], dtype=np.int64), b.const([0.0, 1.0])],
+                  "onehot", axis=-1)
+    return onehot if composite.seed == "one" else b.mul(onehot, graph.output_name, "seed")
+
+
+def _seed_from_input(b: GraphBuilder, graph: CanonicalGraph) -> str:
+    """The ``seed`` input, as given (a model tensor of that name is an InputError: it cannot take a seed array)."""
+    if SEED in graph.shapes or graph.input_name == SEED:
+        raise InputError(f"the model has a tensor named '{SEED}', which a seed array's relevance graph needs for its "
+                         "own input; explain one class at a time (target) instead")
+    b.reserve(SEED)
+    return b.op("Identity", [SEED], "seed_given")
+
+
+__all__ = ["ABSORBED", "EXPLAINED", "LOGITS", "MIN_OPSET", "RELEVANCE", "SEED", "TARGET", "build_forward_model",
            "build_relevance_model", "output_opset"]
