@@ -23,7 +23,7 @@ import explainer.evaluation.compare
 from explainer import Explainer, InputError, evaluate
 from explainer.api import LowConservationWarning
 from explainer.cli import COMMANDS, build_parser
-from explainer.evaluation.compare import evaluation_sizes
+from explainer.evaluation.compare import evaluation_sizes, heatmap_from_relevance
 from explainer.evaluation.region_perturbation import compare_heatmaps, forward_passes
 from explainer.evaluation.regions import max_regions, order_regions, plan_regions, scaled_region, scaled_steps
 from explainer.images.preprocess import load_batch, preprocessing
@@ -49,8 +49,11 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
 
 
 def check_entry(name: str, entry: dict, steps: int, n_images: int, *, lerf: bool) -> None:
-    for key in ("aopc", "abpc", "curve", "per_image", "per_image_aopc", "complexity"):
+    for key in ("aopc", "abpc", "curve", "per_image", "per_image_aopc", "complexity", "aopc_ci",
+                "class_switch_curve", "class_switch_rate"):
         assert key in entry, f"{name}: missing {key!r}"
+    low, high = entry["aopc_ci"]
+    assert low <= entry["aopc"] <= high and len(entry["class_switch_curve"]) == steps + 1
     aopc, curve = entry["aopc"], np.asarray(entry["curve"])
     per_image = np.asarray(entry["per_image"])
     assert isinstance(aopc, float) and math.isfinite(aopc)
@@ -64,6 +67,9 @@ def check_entry(name: str, entry: dict, steps: int, n_images: int, *, lerf: bool
     if name == "random":
         assert entry["abpc"] is None and entry["complexity"] is None
         return
+    gain = entry.get("aopc_vs_random")  # present when the run has a random baseline
+    if gain is not None:
+        assert gain["low"] <= gain["mean"] <= gain["high"] and len(entry["curve_vs_random"]["low"]) == steps + 1
     complexity = entry["complexity"]
     assert complexity["png_bytes"] > 0 and 0.0 < complexity["entropy"] <= 8.0
     if lerf:
@@ -90,8 +96,11 @@ def test_evaluate_writes_documented_aopc_json(small_evaluation):
     code, _, out = small_evaluation
     assert code == 0
     report = json.loads((out / "aopc.json").read_text(encoding="utf-8"))
-    assert set(report) == {"settings", "methods"}
+    assert set(report) == {"settings", "methods", "pairwise"}
     settings = report["settings"]
+    assert settings["bootstrap"]["resamples"] == 2000 and settings["bootstrap"]["confidence"] == 0.95
+    assert [(pair["a"], pair["b"]) for pair in report["pairwise"]] == [("epsilon-plus-flat", "gradient")]
+    assert settings["signal_norm"] == "l2"
     assert settings["steps"] == 10 and settings["region"] == 4 and settings["repeats"] == 2
     assert settings["images"] == 10 and settings["orders"] == ["morf"]
     assert settings["perturb"] == "uniform" and settings["grid"] == "fixed" and settings["seed"] == 0
@@ -148,6 +157,7 @@ def test_evaluate_order_both_fills_abpc(tmp_path):
     assert code == 0
     report = json.loads((out / "aopc.json").read_text(encoding="utf-8"))
     assert report["settings"]["orders"] == ["morf", "lerf"] and report["settings"]["images"] == 4
+    assert "not part of it" in report["settings"]["abpc_definition"]
     assert list(report["methods"]) == ["epsilon-plus-flat", "random"]
     for name, entry in report["methods"].items():
         check_entry(name, entry, steps=6, n_images=4, lerf=True)
@@ -237,6 +247,19 @@ def test_audit_fails_with_impossible_min_gain(tmp_path):
     assert "FAILED" in md and "1000" in md
 
 
+def test_audit_gates_on_the_lower_confidence_bound_when_asked(passed_audit, tmp_path):
+    """A required gain between the interval's lower bound and the mean passes the mean gate and fails the
+    lower-bound gate, on the same images and protocol."""
+    _, _, _, first = passed_audit
+    verdict = json.loads((first / "report.json").read_text(encoding="utf-8"))["audit"]
+    low, _ = verdict["gain_ci"]
+    assert low < verdict["gain"]
+    between = f"{(low + verdict['gain']) / 2:.6f}"
+    assert audit(tmp_path / "mean", "--min-gain", between)[0] == 0
+    code, stdout, _ = audit(tmp_path / "lower", "--min-gain", between, "--gate", "lower-ci")
+    assert code == 1 and "lower 95% confidence bound" in stdout and "of the lower bound" in stdout
+
+
 def test_audit_baseline_same_settings_is_deterministic(passed_audit, tmp_path):
     _, _, _, first = passed_audit
     code, stdout, _ = audit(tmp_path, "--baseline", first / "report.json", "--max-drop", "0.0")
@@ -291,8 +314,8 @@ def test_scaled_protocol_keeps_the_paper_at_224_and_fits_small_inputs():
     assert plan_regions(32, 32, steps=10).describe() == \
         "region 2×2 px (scaled to the 32×32 input) and 10 steps (as given)"
     assert plan_regions(32, 32, steps=10, region=4).describe() == "region 4×4 px and 10 steps, as given"
-    with pytest.raises(InputError, match=r"only 9 non-overlapping 9×9 regions; steps=100 needs .*steps=9 or fewer or "
-                                         r"region=3 \(100 regions\) or leave both out .*\(region=2, steps=64\)"):
+    with pytest.raises(InputError, match=r"only 16 non-overlapping 9×9 regions; steps=100 needs .*steps=16 or fewer or "
+                                         r"region=3 \(121 regions\) or leave both out .*\(region=2, steps=64\)"):
         plan_regions(32, 32, steps=100, region=9)
 
 
@@ -308,7 +331,7 @@ def test_scaled_steps_never_run_out_of_regions(height, width):
                                np.stack([rows + cols, (rows * 7 + cols * 13) % 11, -(rows - cols) ** 2])])
     for order in ("morf", "lerf"):
         origins = order_regions(heatmaps, steps, size=region, order=order, grid="sliding")
-        assert origins.shape == (6, steps, 2)
+        assert origins.shape == (6, steps, 4)
 
 
 @pytest.mark.parametrize("perturb, orders, include_random", [("uniform", ("morf",), True),
@@ -343,14 +366,14 @@ def test_evaluate_defaults_scale_to_the_input_and_skip_an_unasked_random_baselin
     assert "region 2×2 px and 64 steps, scaled to the 32×32 input" in announced
     assert announced.endswith(": 130 forward passes")                   # 2 images × (1 + 64 steps × 1 run)
     assert list(report["methods"]) == ["gradient"] and "random" not in announced
-    assert "gradient MoRF" in stderr and "random" not in stderr          # the baseline was never computed
+    assert "gradient:" in stderr and "random" not in stderr              # the baseline was never computed
     check_entry("gradient", report["methods"]["gradient"], steps=64, n_images=2, lerf=False)
 
 
 @pytest.mark.parametrize("command", ["evaluate", "audit"])
 @pytest.mark.parametrize("options, fragments", [
-    (["--steps", "100", "--region", "9"], ["a 32×32 input holds only 9 non-overlapping 9×9 regions; --steps 100",
-                                           "--steps 9 or fewer", "--region 3 (100 regions)",
+    (["--steps", "100", "--region", "9"], ["a 32×32 input holds only 16 non-overlapping 9×9 regions; --steps 100",
+                                           "--steps 16 or fewer", "--region 3 (121 regions)",
                                            "leave both out for values scaled to the input (--region 2, --steps 64)"]),
     (["--steps", "300"], ["256 non-overlapping 2×2 regions (the region scaled to the input); --steps 300",
                           "--steps 256 or fewer or --region 1 (1024 regions)"]),
@@ -373,7 +396,7 @@ def test_a_protocol_that_cannot_work_fails_before_any_explanation(tmp_path, monk
 def test_evaluate_api_checks_the_protocol_before_explaining(monkeypatch):
     x, _ = load_batch(IMAGES[:2], DIGITS_SPEC, preprocessing("unit", channels=1))
     monkeypatch.setattr(Explainer, "explain", lambda *a, **k: pytest.fail("explained before the protocol check"))
-    with pytest.raises(InputError, match=r"steps=100 needs .* region=3 \(100 regions\)"):
+    with pytest.raises(InputError, match=r"steps=100 needs .* region=3 \(121 regions\)"):
         evaluate(str(DIGITS), x, ["gradient"], low=0.0, high=1.0, steps=100, region=9, provider="cpu",
                  progress=False)
 
@@ -468,6 +491,19 @@ def test_evaluate_api_refuses_a_bad_budget_before_loading_the_model(value):
 
 
 # ---------------------------------------------------------------------------------------------- relevance seed
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_gradient_channel_reductions(layout):
+    """Relevance is summed over channels; gradient-like signals take the L2 norm or max |g| (Simonyan's saliency)."""
+    g = np.array([[3.0, -4.0, 0.0], [-1.0, 1.0, 1.0]]).reshape(2, 3, 1, 1)
+    if layout == "NHWC":
+        g = g.transpose(0, 2, 3, 1)
+    assert heatmap_from_relevance(g, layout, signal=False).ravel().tolist() == [-1.0, 1.0]
+    np.testing.assert_allclose(heatmap_from_relevance(g, layout, signal=True).ravel(), [5.0, 3 ** 0.5], rtol=1e-6)
+    assert heatmap_from_relevance(g, layout, signal=True, signal_norm="linf").ravel().tolist() == [4.0, 1.0]
+    with pytest.raises(InputError, match="signal_norm must be one of"):
+        heatmap_from_relevance(g, layout, signal=True, signal_norm="l1")
 
 
 def test_one_hot_seed_is_the_logit_seed_divided_by_the_logit():

@@ -353,7 +353,13 @@ def test_evaluate_never_leaves_aopc_json_without_its_plot(capsys, tmp_path, monk
     out = tmp_path / "eval"
     rc, _, err = cli(capsys, "evaluate", DIGITS, digit_path(3), "--steps", 2, "--repeats", 1, "--out", out)
     one_line_error(rc, err, str(out / "aopc.png"), "No space left on device", progress=True)
-    assert not out.exists(), "a failed run left its (empty) output folder"
+    assert "the report was not written; the per-image rows are kept in" in err and "--resume" in err
+    monkeypatch.undo()
+    # what stays is the complete journal of per-image rows, from which --resume writes the report without recomputing
+    assert sorted(p.name for p in out.iterdir()) == ["rows.jsonl"]
+    rc, _, err = cli(capsys, "evaluate", DIGITS, digit_path(3), "--steps", 2, "--repeats", 1, "--out", out, "--resume")
+    assert rc == 0, err
+    assert {"aopc.json", "aopc.png", "rows.jsonl"} <= {p.name for p in out.iterdir()}
 
 
 def test_rewrite_write_error_leaves_no_file(capsys, tmp_path, monkeypatch):

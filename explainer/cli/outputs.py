@@ -99,10 +99,11 @@ class OutputPlan:
                                       f"'{hit}'; {advice}")
 
     @contextlib.contextmanager
-    def writing(self, total: int = 1, noun: str = "result set") -> Iterator[Writer]:
+    def writing(self, total: int = 1, noun: str = "result set", kept: str | None = None) -> Iterator[Writer]:
         """A :class:`Writer` for ``total`` groups of the planned files, with SIGTERM handled like Ctrl-C meanwhile.
-        Folders the writer created stay only when a group was written."""
-        writer = Writer(self, total, noun)
+        Folders the writer created stay only when a group was written. ``kept`` says what a failed write leaves
+        behind on purpose (a journal to resume from), for its error message."""
+        writer = Writer(self, total, noun, kept)
         try:
             with sigterm_as_interrupt():
                 yield writer
@@ -114,10 +115,11 @@ class OutputPlan:
 class Writer:
     """Writes groups of planned files into an :class:`OutputPlan`'s folder, creating it on the first write."""
 
-    def __init__(self, plan: OutputPlan, total: int, noun: str) -> None:
+    def __init__(self, plan: OutputPlan, total: int, noun: str, kept: str | None = None) -> None:
         self.plan = plan
         self.total = total
         self.noun = noun
+        self.kept = kept
         self.committed = 0
         self.created: list[Path] = []
 
@@ -134,7 +136,7 @@ class Writer:
                     raise ValueError(f"files not in the output plan: {unplanned}")
         except OSError as exc:
             done = (f"{self.committed} of {self.total} {self.noun}s had been written to {self.plan.folder}, nothing "
-                    "incomplete is left" if self.total > 1 else "nothing was written")
+                    "incomplete is left" if self.total > 1 else self.kept or "nothing was written")
             error = OutputPathError(f"cannot write '{exc.filename or self.plan.folder}': {exc.strerror or exc}; {done}")
             error.errno = exc.errno
             raise error from exc

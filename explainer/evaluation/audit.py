@@ -4,7 +4,10 @@ The report is the dict of :func:`explainer.evaluation.region_perturbation.compar
 JSON).
 A method passes when
 
-* AOPC(method) - AOPC(random) >= ``min_gain`` (it beats the random-order baseline by a margin), and
+* its gain over the random-order baseline is at least ``min_gain``; with ``gate="mean"`` (the default) the gain is
+  AOPC(method) - AOPC(random), with ``gate="lower-ci"`` it is the lower bound of that difference's paired bootstrap
+  confidence interval (``aopc_vs_random`` in the report, :mod:`explainer.evaluation.statistics`), so a gain that
+  could be noise over the audited images fails; and
 * with a stored baseline report: AOPC(method) >= AOPC_baseline(method) - ``max_drop``, and the baseline was
   computed with the same protocol settings (otherwise the numbers are not comparable).
 
@@ -26,6 +29,7 @@ from explainer.files import JSON_MAX_DEPTH, FileGroup, read_json
 
 COMPARABLE_SETTINGS = ("steps", "region", "grid", "perturb", "perturb_params", "repeats", "seed", "layout",
                        "images", "score")
+GATES = ("mean", "lower-ci")
 BASELINE_MAX_DEPTH = JSON_MAX_DEPTH
 """Deepest nesting of lists and objects :func:`read_baseline` accepts (``explainer.files.read_json``)."""
 
@@ -44,26 +48,40 @@ class AuditOutcome:
     drop: float | None = None
     max_drop: float | None = None
     reasons: list[str] = field(default_factory=list)
+    gate: str = "mean"
+    gain_ci: list[float] | None = None
 
 
 def audit_decision(report: Mapping[str, Any], method: str, *, min_gain: float,
-                   baseline: Mapping[str, Any] | None = None, max_drop: float | None = None) -> AuditOutcome:
+                   baseline: Mapping[str, Any] | None = None, max_drop: float | None = None,
+                   gate: str = "mean") -> AuditOutcome:
     """Check ``method`` in ``report`` against the random baseline and, optionally, a stored ``baseline`` report.
 
-    ``max_drop`` (default 0 when a baseline is given) is the largest tolerated AOPC decrease from the baseline.
-    Raises :class:`InputError` for a malformed report, an unknown method or ``max_drop`` without a baseline.
+    ``gate`` (:data:`GATES`) is what must reach ``min_gain``: the mean gain over random, or the lower bound of its
+    confidence interval. ``max_drop`` (default 0 when a baseline is given) is the largest tolerated AOPC decrease
+    from the baseline. Raises :class:`InputError` for a malformed report (``gate="lower-ci"`` needs the report's
+    ``aopc_vs_random``), an unknown method or ``max_drop`` without a baseline.
     """
     methods = _methods(report, "report")
     if method not in methods:
         raise InputError(f"method {method!r} is not in the report; it has {sorted(methods)}")
     if "random" not in methods:
         raise InputError("the report has no 'random' baseline; evaluate with include_random=True")
-    check_audit_request(method, min_gain=min_gain, baseline=baseline, max_drop=max_drop)
+    check_audit_request(method, min_gain=min_gain, baseline=baseline, max_drop=max_drop, gate=gate)
     aopc = _aopc(methods, method, "report")
     random_aopc = _aopc(methods, "random", "report")
     gain = aopc - random_aopc
+    gain_ci = _gain_ci(methods[method], method)
     reasons = []
-    if not gain >= min_gain:
+    if gate == "lower-ci":
+        if gain_ci is None:
+            raise InputError(f"gate 'lower-ci' needs the report's confidence interval of AOPC({method}) - "
+                             "AOPC(random) ('aopc_vs_random'); evaluate again with this version")
+        confidence = report.get("settings", {}).get("bootstrap", {}).get("confidence", 0.95)
+        if not gain_ci[0] >= min_gain:
+            reasons.append(f"the lower {confidence:.0%} confidence bound of AOPC({method}) - AOPC(random) is "
+                           f"{gain_ci[0]:.4f} (mean {gain:.4f}), less than the required {min_gain:.4f}")
+    elif not gain >= min_gain:
         reasons.append(f"AOPC of {method!r} ({aopc:.4f}) beats random ({random_aopc:.4f}) by {gain:.4f}, "
                        f"less than the required {min_gain:.4f}")
     baseline_aopc = drop = None
@@ -81,13 +99,15 @@ def audit_decision(report: Mapping[str, Any], method: str, *, min_gain: float,
             reasons.append(f"baseline explained {method!r} from the {seeds[1]} seed, this run from the {seeds[0]} "
                            "seed; AOPC values are not comparable (regenerate the baseline or pass --seed-mode)")
     return AuditOutcome(not reasons, method, aopc, random_aopc, gain, float(min_gain), baseline_aopc, drop,
-                        max_drop, reasons)
+                        max_drop, reasons, gate, gain_ci)
 
 
 def check_audit_request(method: str, *, min_gain: float, baseline: Mapping[str, Any] | None = None,
-                        max_drop: float | None = None) -> None:
-    """The checks of :func:`audit_decision` that need no evaluation (thresholds, the baseline's entry for
+                        max_drop: float | None = None, gate: str = "mean") -> None:
+    """The checks of :func:`audit_decision` that need no evaluation (thresholds, gate, the baseline's entry for
     ``method``): call it before a long evaluation to fail at once. Raises :class:`InputError`."""
+    if gate not in GATES:
+        raise InputError(f"gate must be one of {GATES}; got {gate!r}")
     if not _is_number(min_gain):
         raise InputError(f"min_gain must be a finite number; got {min_gain!r}")
     if max_drop is not None and baseline is None:
@@ -144,16 +164,22 @@ def audit_markdown(outcome: AuditOutcome, report: Mapping[str, Any]) -> str:
     seeded = f" (relevance seed: {seed})" if seed else ""
     lines.append(f"Method under audit: `{outcome.method}`{seeded}. AOPC gain over random: **{outcome.gain:.4f}** "
                  f"(required >= {outcome.min_gain:.4f}).")
+    if outcome.gain_ci is not None:
+        gated = " (gated on the lower bound)" if outcome.gate == "lower-ci" else ""
+        lines.append(f"Paired bootstrap confidence interval of the gain: [{outcome.gain_ci[0]:.4f}, "
+                     f"{outcome.gain_ci[1]:.4f}]{gated}.")
     if outcome.baseline_aopc is not None:
         lines.append(f"Baseline AOPC {outcome.baseline_aopc:.4f}, change {-outcome.drop:+.4f} "
                      f"(allowed drop {outcome.max_drop:.4f}).")
-    lines += ["", "| method | AOPC | ABPC | gain vs random |", "|---|---:|---:|---:|"]
+    lines += ["", "| method | AOPC | ABPC | gain vs random | gain CI |", "|---|---:|---:|---:|---:|"]
     for name, entry in methods.items():
         aopc = entry.get("aopc")
         abpc = entry.get("abpc")
         gain = "-" if name == "random" or aopc is None else f"{aopc - random_aopc:+.4f}"
+        ci = _gain_ci(entry, name) if name != "random" else None
+        shown = "-" if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
         marker = " **(audited)**" if name == outcome.method else ""
-        lines.append(f"| {name}{marker} | {_cell(aopc)} | {_cell(abpc)} | {gain} |")
+        lines.append(f"| {name}{marker} | {_cell(aopc)} | {_cell(abpc)} | {gain} | {shown} |")
     if outcome.reasons:
         lines += ["", "Failed checks:", ""] + [f"- {reason}" for reason in outcome.reasons]
     settings = report.get("settings", {})
@@ -177,6 +203,17 @@ def _aopc(methods: Mapping[str, Any], name: str, what: str) -> float:
     if not _is_number(value):
         raise InputError(f"the {what} has no finite AOPC for method {name!r}; got {value!r}")
     return float(value)
+
+
+def _gain_ci(entry: Any, name: str) -> list[float] | None:
+    """[low, high] of the entry's ``aopc_vs_random`` interval, None when the report has none."""
+    value = entry.get("aopc_vs_random") if isinstance(entry, Mapping) else None
+    if value is None:
+        return None
+    bounds = [value.get(key) for key in ("low", "high")] if isinstance(value, Mapping) else [None]
+    if not all(_is_number(bound) for bound in bounds):
+        raise InputError(f"the report's 'aopc_vs_random' of method {name!r} is malformed; got {value!r}")
+    return [float(bound) for bound in bounds]
 
 
 def _settings_mismatches(current: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:

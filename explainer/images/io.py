@@ -121,28 +121,11 @@ def list_images(paths: Sequence[str | Path]) -> list[Path]:
 
     A file is taken as is (whatever its extension; :func:`load_image` judges it). A directory
     contributes its image files (extensions in :data:`IMAGE_EXTENSIONS`, any case; hidden files
-    skipped; not recursive), sorted by name. Raises :class:`InputError` for a path that does not
-    exist, a directory without images, or an empty ``paths``.
+    skipped; not recursive), sorted by name; a quoted glob pattern its matching files, sorted
+    (see :func:`explainer.images.sources.gather_images`, which also reads manifests and recurses).
+    Raises :class:`InputError` for a path that does not exist, a directory or pattern without
+    images, or an empty ``paths``.
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    if len(paths) == 0:
-        raise InputError("no image paths given")
-    found: list[Path] = []
-    for entry in paths:
-        path = Path(entry)
-        if path.is_dir():
-            inside = sorted(
-                child
-                for child in path.iterdir()
-                if child.is_file() and not child.name.startswith(".") and child.suffix.lower() in IMAGE_EXTENSIONS
-            )
-            if not inside:
-                known = ", ".join(sorted(IMAGE_EXTENSIONS))
-                raise InputError(f"directory {path} contains no image files (looked for {known})")
-            found.extend(inside)
-        elif path.exists():
-            found.append(path)
-        else:
-            raise InputError(f"image path not found: {path}")
-    return found
+    from explainer.images.sources import gather_images
+
+    return gather_images(paths).paths
