@@ -210,6 +210,29 @@ def test_ctrl_c_during_the_imports(tmp_path):
     assert (proc.returncode, err) == (130, "explainer: interrupted\n")
 
 
+def test_ctrl_c_that_a_library_swallows_still_stops_the_run(capsys, tmp_path, monkeypatch):
+    """Ctrl-C inside an optional ``try: import ... except ImportError`` of some library becomes that ImportError and
+    is swallowed; the run still stops before its next result set: exit 130, only complete result sets written."""
+    import explainer.pictures.heatmaps as heatmaps
+    real, calls = heatmaps.heatmap, {"n": 0}
+
+    def swallowing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # the handler runs here
+            except KeyboardInterrupt:
+                pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(heatmaps, "heatmap", swallowing)
+    images = [digit_path(k) for k in range(3)]
+    rc, _, err = cli(capsys, "explain", DIGITS, *images, "--out", tmp_path / "out")
+    assert (rc, err.splitlines()[-1]) == (130, "explainer: interrupted")
+    assert len(list((tmp_path / "out").glob("*.npz"))) <= 1
+
+
 # ---------------------------------------------------------------------------------------------- options and settings
 @pytest.mark.parametrize("value", ["bogus", "gpu", "cpu,cuda"])
 def test_bad_provider_variable_is_named(capsys, monkeypatch, value):

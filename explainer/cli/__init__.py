@@ -75,22 +75,31 @@ def _report_interrupt() -> int:
 
 
 class _CtrlC:
-    """Records that SIGINT arrived (then raises KeyboardInterrupt as Python's own handler does)."""
+    """Records that SIGINT arrived (then raises KeyboardInterrupt as Python's own handler does). Libraries can swallow
+    that KeyboardInterrupt (one raised inside an optional ``try: import ... except ImportError``), so the output
+    writer also asks :func:`ctrl_c_seen` before each result set."""
+
+    seen = False
 
     def __init__(self) -> None:
-        self.seen = False
+        _CtrlC.seen = False
         self.previous = None
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self.previous = signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
-        self.seen = True
+        _CtrlC.seen = True
         raise KeyboardInterrupt
 
     def restore(self) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
+
+
+def ctrl_c_seen() -> bool:
+    """Whether Ctrl-C arrived during this run of :func:`main`, even if a library swallowed its KeyboardInterrupt."""
+    return _CtrlC.seen
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None,

@@ -16,6 +16,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from explainer.cli import ctrl_c_seen
 from explainer.errors import InputError
 from explainer.files import FileGroup, check_file_name, sigterm_as_interrupt
 
@@ -127,6 +128,8 @@ class Writer:
     def group(self) -> Iterator[FileGroup]:
         """A :class:`FileGroup` in the output folder, committed when the block ends; its files must be planned. An
         OSError becomes an :class:`OutputPathError` naming the file and how many groups were complete before it."""
+        if ctrl_c_seen():  # an interrupt some library swallowed: stop before the next result set
+            raise KeyboardInterrupt
         try:
             self._make_folder()
             with FileGroup(self.plan.folder) as files:
