@@ -274,10 +274,13 @@ def test_rewrite_to_an_empty_or_folder_path_is_refused(capsys, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- atomic writes
 def _explain_subprocess(images: Path, out: Path) -> subprocess.Popen:
+    """``explainer explain`` in a child that takes SIGINT as a terminal's process does, also where this suite runs as
+    a background job of a non-interactive shell (which starts with SIGINT ignored, and children inherit that)."""
     env = {**os.environ, "EXPLAINER_PROVIDER": "cpu", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "explainer", "explain", str(DIGITS), str(images), "--sr",
                              "--batch-size", "1", "--out", str(out)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

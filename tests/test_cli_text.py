@@ -228,7 +228,12 @@ def test_ctrl_c_that_a_library_swallows_still_stops_the_run(capsys, tmp_path, mo
 
     monkeypatch.setattr(heatmaps, "heatmap", swallowing)
     images = [digit_path(k) for k in range(3)]
-    rc, _, err = cli(capsys, "explain", DIGITS, *images, "--out", tmp_path / "out")
+    # SIGINT as in a terminal, also where the suite runs as a background job (started with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        rc, _, err = cli(capsys, "explain", DIGITS, *images, "--out", tmp_path / "out")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert (rc, err.splitlines()[-1]) == (130, "explainer: interrupted")
     assert len(list((tmp_path / "out").glob("*.npz"))) <= 1
 
