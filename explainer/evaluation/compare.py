@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from explainer.api import Explainer, LowConservationWarning
 from explainer.errors import InputError
-from explainer.evaluation.region_perturbation import Comparison, _Protocol, _resolve_targets
+from explainer.evaluation.region_perturbation import Comparison, Protocol
 from explainer.evaluation.regions import plan_regions
 from explainer.evaluation.rows import Journal
 from explainer.images.spec import channel_sum
@@ -231,7 +231,7 @@ class ChunkEvaluator:
         self.kept: dict[str, Explainer] | None = {} if keep_sessions else None
         self.vanished: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         self.advance = advance or (lambda done: None)
-        self.protocol = _Protocol.prepare(lambda batch: self.ex.forward(batch), layout=spec.layout, steps=spec.steps,
+        self.protocol = Protocol.prepare(lambda batch: self.ex.forward(batch), layout=spec.layout, steps=spec.steps,
                                           region=spec.region, perturb=spec.perturb, low=spec.low, high=spec.high,
                                           repeats=spec.repeats, seed=spec.seed, grid=spec.grid,
                                           batch_size=spec.batch)
@@ -239,9 +239,8 @@ class ChunkEvaluator:
     def observe(self, images: np.ndarray, targets: np.ndarray | None = None) -> _Observed:
         """Check ``images`` and score them unperturbed: f(x0) of the ``targets`` (None: the predicted classes)."""
         images = self.protocol.check_images(images)
-        logits = self.protocol.predict(images)
-        (f0, chosen), _ = _resolve_targets(targets, logits, len(images))
-        return _Observed(images, f0, chosen, logits.argmax(axis=1) != chosen)
+        f0, chosen, switched0, _ = self.protocol.observe(images, targets)
+        return _Observed(images, f0, chosen, switched0)
 
     def rows(self, name: str, observed: _Observed, first: int, paths: Sequence[str] | None) -> list[dict[str, Any]]:
         """The rows of method ``name`` (or ``"random"``) for the observed images ``first``, ``first + 1``, ..."""

@@ -113,20 +113,19 @@ def region_perturbation(
     and random orders are averaged over ``repeats``; deterministic ones run once. ``targets`` defaults to the
     argmax of the logits at the unperturbed images.
     """
-    protocol = _Protocol.prepare(score_fn, layout=layout, steps=steps, region=region, perturb=perturb, low=low,
+    protocol = Protocol.prepare(score_fn, layout=layout, steps=steps, region=region, perturb=perturb, low=low,
                                  high=high, repeats=repeats, seed=seed, grid=grid, batch_size=batch_size)
     if order not in ORDERS:
         raise InputError(f"order must be one of {ORDERS}; got {order!r}")
     images = protocol.check_images(images)
     n = len(images)
     maps = protocol.check_heatmaps(heatmaps, images, "heatmaps")
-    logits = protocol.predict(images)
-    (f0, targets), source = _resolve_targets(targets, logits, n)
+    f0, targets, switched0, source = protocol.observe(images, targets)
     desc = "random order" if order == "random" else f"region perturbation {_order_name(order)}"
     with tqdm(total=n, desc=desc, unit="image", disable=not progress) as bar:
         rows, switched = protocol.scores(images, 0, targets, maps, order, bar.update)
     settings = dict(protocol.settings(n, source), order=order, repeats=protocol.repeats_for(order))
-    return _result(f0, targets, rows, settings, logits.argmax(axis=1) != targets, switched)
+    return _result(f0, targets, rows, settings, switched0, switched)
 
 
 def abpc(morf: PerturbationResult, lerf: PerturbationResult) -> float:
@@ -224,7 +223,7 @@ class Comparison:
                              "pass include_random=False")
         if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
             raise InputError(f"images must be the number of images, at least 1; got {images!r}")
-        self.protocol = _Protocol.prepare(score_fn, layout=layout, steps=steps, region=region, perturb=perturb,
+        self.protocol = Protocol.prepare(score_fn, layout=layout, steps=steps, region=region, perturb=perturb,
                                           low=low, high=high, repeats=repeats, seed=seed, grid=grid,
                                           batch_size=batch_size)
         self.methods, self.orders, self.include_random, self.count = methods, orders, bool(include_random), int(images)
@@ -246,14 +245,12 @@ class Comparison:
         as checked (float32, contiguous)."""
         images = self.protocol.check_images(images)
         span = self._span(first, len(images))
-        logits = self.protocol.predict(images)
-        (f0, chosen), source = _resolve_targets(targets, logits, len(images))
+        f0, chosen, switched0, source = self.protocol.observe(images, targets)
         if self.target_source not in (None, source):
             raise InputError(f"targets were {self.target_source} for earlier images and {source} for images "
                              f"{span.start}..{span.stop - 1}: give targets for every chunk or for none")
         self.target_source = source
-        self.f0[span], self.targets[span] = f0, chosen
-        self.switched0[span] = logits.argmax(axis=1) != chosen
+        self.f0[span], self.targets[span], self.switched0[span] = f0, chosen, switched0
         return images
 
     def chunk_targets(self, first: int, count: int) -> np.ndarray:
@@ -406,7 +403,7 @@ def _session_score_fn(session: Any) -> ScoreFn:
 
 
 @dataclass
-class _Protocol:
+class Protocol:
     """Validated options shared by every chunk, order and method, and the reusable batch buffer."""
 
     score: ScoreFn
@@ -423,7 +420,7 @@ class _Protocol:
 
     @classmethod
     def prepare(cls, score_fn: Any, *, layout: str, steps: int, region: int, perturb: Any, low: Any, high: Any,
-                repeats: int, seed: int, grid: str, batch_size: int) -> _Protocol:
+                repeats: int, seed: int, grid: str, batch_size: int) -> Protocol:
         if layout not in LAYOUTS:
             raise InputError(f"layout must be one of {LAYOUTS}; got {layout!r}")
         if grid not in GRIDS:
@@ -473,6 +470,15 @@ class _Protocol:
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.concatenate([_checked_logits(self.score, images[i:i + self.batch_size])
                                for i in range(0, len(images), self.batch_size)])
+
+    def observe(self, images: np.ndarray, targets: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """Score the unperturbed (checked) ``images``: f(x0) of the targets (``targets``, else the predicted
+        classes), the targets, whether the predicted class already differs from the target, and 'given' or
+        'predicted'."""
+        logits = self.predict(images)
+        (f0, chosen), source = _resolve_targets(targets, logits, len(images))
+        return f0, chosen, logits.argmax(axis=1) != chosen, source
 
     def repeats_for(self, order: str) -> int:
         return self.repeats if (self.perturbation.random or order == "random") else 1
@@ -533,7 +539,7 @@ class _Protocol:
 class _BatchSweep:
     """Writes perturbed images x(1..L) into the reusable batch buffer and scores it whenever it is full."""
 
-    def __init__(self, protocol: _Protocol, chw: np.ndarray, targets: np.ndarray, out: np.ndarray,
+    def __init__(self, protocol: Protocol, chw: np.ndarray, targets: np.ndarray, out: np.ndarray,
                  switched: np.ndarray, advance: Callable[[int], Any]) -> None:
         self.protocol = protocol
         self.chw = chw

@@ -43,11 +43,16 @@ GRIDS = ("fixed", "sliding")
 ORDERS = ("morf", "lerf", "lerf-signed", "random")
 
 
-def grid_cells(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and stop (exclusive) of the fixed grid's cells along one axis of ``length`` pixels: ceil(length / size)
-    cells, centred so the missing ``size - length % size`` pixels are split between the first and the last cell."""
+def _grid_axis(length: int, size: int) -> tuple[int, int]:
+    """The fixed grid along one axis of ``length`` pixels: ceil(length / size) cells, and the padding before the
+    first, half of the missing ``size - length % size`` pixels (the larger half goes after the last cell)."""
     count = -(-length // size)
-    before = (count * size - length) // 2
+    return count, (count * size - length) // 2
+
+
+def grid_cells(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (exclusive) of the fixed grid's cells along one axis of ``length`` pixels, inside the image."""
+    count, before = _grid_axis(length, size)
     starts = np.arange(count) * size - before
     return np.clip(starts, 0, length), np.clip(starts + size, 0, length)
 
@@ -56,8 +61,7 @@ def grid_region_scores(heatmaps: np.ndarray, size: int) -> np.ndarray:
     """Sum of each (N, H, W) heatmap over the cells of the fixed grid: (N, ceil(H / size), ceil(W / size)),
     float64; a partial border cell sums over its pixels inside the image."""
     n, h, w = heatmaps.shape
-    gh, gw = -(-h // size), -(-w // size)
-    top, left = (gh * size - h) // 2, (gw * size - w) // 2
+    (gh, top), (gw, left) = _grid_axis(h, size), _grid_axis(w, size)
     padded = np.zeros((n, gh * size, gw * size), dtype=np.float64)
     padded[:, top:top + h, left:left + w] = heatmaps
     return padded.reshape(n, gh, size, gw, size).sum(axis=(2, 4))
@@ -76,7 +80,7 @@ def window_region_scores(heatmaps: np.ndarray, size: int) -> np.ndarray:
 
 def max_regions(height: int, width: int, size: int) -> int:
     """How many regions the fixed grid cuts an image of this size into (partial border cells included)."""
-    return -(-height // size) * -(-width // size)
+    return _grid_axis(height, size)[0] * _grid_axis(width, size)[0]
 
 
 #: the paper's protocol: 9 x 9 regions and L = 100 steps on 224 x 224 inputs
