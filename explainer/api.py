@@ -99,6 +99,7 @@ class _Info:
     num_classes: int
     changes: tuple[str, ...]
     default_method: str
+    output_shape: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, graph: CanonicalGraph) -> _Info:
@@ -106,7 +107,7 @@ class _Info:
         if graph.layout == "NC" and method == "epsilon-plus-flat":
             method = "epsilon-plus"  # the flat rule would spread the first layer's relevance evenly over the features
         return cls(graph.input_name, tuple(graph.input_shape), graph.layout, graph.num_classes, tuple(graph.changes),
-                   method)
+                   method, tuple(graph.output_shape) or (graph.num_classes,))
 
 
 class Explainer:
@@ -381,6 +382,12 @@ class Explainer:
     @property
     def num_classes(self) -> int:
         return self._info.num_classes
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The explained output's per-sample shape: ``(classes,)`` for a score vector, ``(K, H, W)`` for a dense
+        output (explained as its ``num_classes`` = K·H·W values, flattened in C order)."""
+        return tuple(self._info.output_shape) or (self.num_classes,)
 
     @property
     def changes(self) -> list[str]:

@@ -189,7 +189,7 @@ def test_unsupported_ops_are_all_listed_by_node():
     assert statuses["Atan"].startswith("UNSUPPORTED") and statuses["Conv"] == "supported"
 
 
-def test_several_inputs_and_non_vector_outputs_are_refused():
+def test_several_inputs_are_refused_and_dense_outputs_flattened():
     g = G()
     s = g.node("Add", ["x", "y"])
     model = g.model(["N", 3, 4, 4], s, extra_inputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT,
@@ -198,8 +198,9 @@ def test_several_inputs_and_non_vector_outputs_are_refused():
         Explainer(model, "gradient")
     g = G()
     model = g.model(["N", 3, 4, 4], g.conv("x", 3, 2, pads=[1, 1, 1, 1]))
-    with pytest.raises(ModelError, match="expected a vector of class scores"):
-        Explainer(model, "gradient")
+    ex = Explainer(model, "gradient")
+    assert ex.output_shape == (2, 4, 4) and ex.num_classes == 32
+    assert any("flattened output of shape [2, 4, 4] to one score per value" in c for c in ex.changes)
 
 
 def test_dynamic_spatial_dims_need_a_size():

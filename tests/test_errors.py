@@ -119,10 +119,9 @@ def test_a_converter_reason_reaches_the_error_and_the_check_report():
     assert status["Pad"] == f"UNSUPPORTED: {info.value.reasons[name]} (node '{name}')"
 
 
-def test_output_that_is_not_a_score_vector():
-    with pytest.raises(ModelError, match="expected a vector of class scores") as info:
-        Explainer(feature_map_model())
-    assert "[4, 6, 6]" in str(info.value)
+def test_dense_output_is_explained_value_by_value():
+    ex = Explainer(feature_map_model(), "gradient")
+    assert ex.output_shape == (4, 6, 6) and ex.num_classes == 144
 
 
 # ---------------------------------------------------------------------------------------------- external data

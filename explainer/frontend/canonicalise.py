@@ -18,7 +18,7 @@
 3. ``run_reference``: one plain forward of the original model, the reference rewritten graphs are verified against;
 4. ``convert``: each remaining node through its op's converter (``explainer.ops.CONVERTERS``): BatchNorm and Mul/Add
    with constants become Affine, MatMul+Add become Dense, a final Softmax is dropped, Identity/Dropout vanish;
-5. ``normalise_output``: the output becomes a [N, classes] score vector;
+5. ``normalise_output``: the output becomes a [N, outputs] score vector (a dense output flattened, its shape kept);
 6. ``simplify``: Affine nodes fold into the linear layer before them where that is exact (``simplify.py``);
 7. ``rename_reserved``: names the relevance graph's interface uses are freed.
 
@@ -81,9 +81,11 @@ def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int,
     chain = output_chain(folded, output)
     reference = run_reference(model, folded, image, chain, source)
     converted = convert(model, folded, chain, source)
+    out_shape = tuple(int(d) for d in folded.shapes[converted.output][1:]) if converted.output in folded.shapes else ()
     scores = normalise_output(converted, folded.shapes, image, source)
     cg = CanonicalGraph(input_name=image.name, input_shape=image.shape, layout=image.layout,
-                        output_name=scores.output, nodes=scores.nodes, shapes=folded.shapes, opset=model_opset(model),
+                        output_name=scores.output, output_shape=out_shape or (folded.shapes[scores.output][-1],),
+                        nodes=scores.nodes, shapes=folded.shapes, opset=model_opset(model),
                         changes=inlined + describe_folding(folded) + rewritten + fused + scores.changes,
                         source_ops=dict(Counter(n.op_type for n in model.graph.node)),
                         folded_ops=dict(folded.folded_ops), removed_ops=dict(scores.removed_ops + folded.unused_ops),
@@ -257,21 +259,21 @@ def convert(model: onnx.ModelProto, folded: Folded, chain: list[str], source: st
 
 def normalise_output(converted: Converted, shapes: dict[str, tuple[int, ...]], image: PinnedInput,
                      source: str) -> Converted:
-    """The scores as [N, classes]: refuse outputs that are not a score vector, flatten [N, classes, 1, 1] and kin."""
+    """The scores as [N, outputs]: a dense output (segmentation logits [N, K, H, W], a heat map, [N, classes, 1, 1])
+    is flattened in C order, and its per-sample shape is kept in ``CanonicalGraph.output_shape`` so that seeds over
+    a region, a mask or a channel can be laid out on it."""
     out = converted.output
     if out == image.name:
         raise ModelError(f"{source}: the output is the input; nothing to explain")
     out_shape = shapes[out]
-    if int(np.prod(out_shape[1:])) != max(out_shape[1:] or (1,)):
-        raise ModelError(f"{source}: output '{out}' has per-sample shape {list(out_shape[1:])}; "
-                         "expected a vector of class scores")
     if len(out_shape) == 2:
         return converted
     flat = out + "__scores"
     shapes[flat] = (1, int(np.prod(out_shape[1:])))
     reshape = CNode("Reshape", [out], flat, "scores_flatten", "Reshape", {"shape": [-1, shapes[flat][1]]})
+    what = "a score vector" if int(np.prod(out_shape[1:])) == max(out_shape[1:] or (1,)) else "one score per value"
     return Converted(converted.nodes + [reshape], flat,
-                     converted.changes + [f"flattened output of shape {list(out_shape[1:])} to a score vector"],
+                     converted.changes + [f"flattened output of shape {list(out_shape[1:])} to {what}"],
                      converted.removed_ops)
 
 

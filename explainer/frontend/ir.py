@@ -46,6 +46,9 @@ class CanonicalGraph:
     folded_ops: dict[str, int] = field(default_factory=dict)
     removed_ops: dict[str, int] = field(default_factory=dict)
     reference: tuple[np.ndarray, np.ndarray] | None = None
+    output_shape: tuple[int, ...] = ()
+    """the explained output's per-sample shape before flattening ([classes] for a score vector, [K, H, W] for
+    segmentation logits); ``()`` when unknown"""
 
     @property
     def num_classes(self) -> int:
