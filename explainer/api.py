@@ -9,12 +9,13 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from explainer.errors import ExplainerError, InputError, ModelError, describe
 from explainer.frontend.canonicalise import canonicalise
@@ -64,9 +65,11 @@ class Explanation:
 
     def relevance_map(self) -> np.ndarray:
         """Relevance summed over the channel axis: (N, H, W) for images, (N, L) for 1-D signals, (N, D, H, W) for
-        volumes; tabular relevance (N, F) as it is."""
+        volumes; tabular relevance (N, F) as it is; per token (N, T) for token ids (summed over the embedding)."""
         if self.layout in ("NCHW", "NHWC"):
             return channel_sum(self.relevance, self.layout)
+        if self.layout == "tokens":
+            return self.relevance.sum(axis=-1)
         return self.relevance if self.layout == "NC" else self.relevance.sum(axis=1)
 
 
@@ -86,6 +89,7 @@ class _Canonical:
     base_dir: Any
     input_shape: tuple[int, ...] | None
     output: str | None = None
+    input: str | None = None
     graph: CanonicalGraph | None = None
 
 
@@ -100,14 +104,23 @@ class _Info:
     changes: tuple[str, ...]
     default_method: str
     output_shape: tuple[int, ...] = ()
+    feeds: tuple = ()
+    """(name, per-sample shape, ONNX element type) of every input the graphs take, the explained one first"""
+    vocabulary: int = 0
+    """a token model's number of embedding rows (token ids run from 0 to it, exclusive)"""
 
     @classmethod
     def of(cls, graph: CanonicalGraph) -> _Info:
         method = default_method({OPS[node.op].kind for node in graph.nodes})
-        if graph.layout == "NC" and method == "epsilon-plus-flat":
+        if graph.layout in ("NC", "tokens") and method == "epsilon-plus-flat":
             method = "epsilon-plus"  # the flat rule would spread the first layer's relevance evenly over the features
-        return cls(graph.input_name, tuple(graph.input_shape), graph.layout, graph.num_classes, tuple(graph.changes),
-                   method, tuple(graph.output_shape) or (graph.num_classes,))
+        feeds = tuple((name, tuple(shape), int(elem)) for name, shape, elem in graph.feeds)
+        vocabulary = 0
+        if graph.token_input:
+            lookup = next(n for n in graph.side_nodes if graph.input_name in n.output)
+            vocabulary = int(graph.side_consts[lookup.input[0]].shape[0])
+        return cls(graph.token_input or graph.input_name, tuple(graph.input_shape), graph.layout, graph.num_classes,
+                   tuple(graph.changes), method, tuple(graph.output_shape) or (graph.num_classes,), feeds, vocabulary)
 
 
 class Explainer:
@@ -143,7 +156,7 @@ class Explainer:
                  provider: str = "auto", input_shape: tuple[int, ...] | None = None, low: Any = None,
                  high: Any = None, verify: bool = True, source: str | None = None, threads: int | None = None,
                  base_dir: str | os.PathLike | None = None, seed: str | None = None, cache: bool = True,
-                 output: str | None = None, **rule_params: Any) -> None:
+                 output: str | None = None, input: str | None = None, **rule_params: Any) -> None:
         self.timings: dict[str, float] = {}
         self._seed = _parse_seed(seed)
         self.threads = _check_threads(threads)
@@ -158,14 +171,17 @@ class Explainer:
         self._forward = _ForwardSession()
         if output is not None and not isinstance(output, str):
             raise InputError(f"output must be the name of one of the model's outputs, got {output!r}")
-        self._canonical = _Canonical(model, base_dir, input_shape, output)
+        if input is not None and not isinstance(input, str):
+            raise InputError(f"input must be the name of one of the model's inputs, got {input!r}")
+        self._canonical = _Canonical(model, base_dir, input_shape, output, input)
         self._relevance_model = None
         if not isinstance(cache, bool):
             raise InputError(f"cache must be True or False, got {cache!r}")
         slot = self._cache_slot(model, base_dir, cache, {
             "method": method, "params": rule_params, "low": _plain(low), "high": _plain(high), "seed": seed,
             "input_shape": input_shape, "provider": self.provider, "threads": self.threads,
-            **({"output": output} if output is not None else {})})  # keys of earlier entries unchanged
+            **({"output": output} if output is not None else {}),
+            **({"input": input} if input is not None else {})})  # keys of earlier entries unchanged
         if slot is not None and self._from_cache(slot, source, method, low, high, rule_params):
             return
         with self._timed("load"):
@@ -177,7 +193,7 @@ class Explainer:
             split = InMemoryModel.from_loaded(loaded.proto, self.source)
             del loaded
         with self._timed("canonicalise"):
-            self._canonical.graph = _canonicalise(split, self.source, input_shape, output)
+            self._canonical.graph = _canonicalise(split, self.source, input_shape, output, input)
         del split  # the canonical graph holds every weight it needs
         self._info = _Info.of(self.graph)
         if method == AUTO:
@@ -279,7 +295,7 @@ class Explainer:
                 loaded = read_model(holder.model, holder.base_dir)
                 split = InMemoryModel.from_loaded(loaded.proto, self.source)
                 del loaded
-                holder.graph = _canonicalise(split, self.source, holder.input_shape, holder.output)
+                holder.graph = _canonicalise(split, self.source, holder.input_shape, holder.output, holder.input)
         return self._canonical.graph
 
     @property
@@ -368,12 +384,32 @@ class Explainer:
 
     @property
     def input_name(self) -> str:
+        """The input that receives relevance (token ids: their name)."""
         return self._info.input_name
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Per-sample input shape (no batch axis)."""
+        """Per-sample shape (no batch axis) of the explained input: ``(T,)`` for token ids."""
+        if self._info.vocabulary:
+            return tuple(self._info.feeds[0][1])
         return self._info.input_shape
+
+    @property
+    def relevance_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of ``Explanation.relevance``: the input's, or ``(T, D)`` for token ids (relevance at
+        their embedding)."""
+        return self._info.input_shape
+
+    @property
+    def fixed_inputs(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """The inputs fed as given, receiving no relevance: name -> (per-sample shape, dtype)."""
+        return {name: (tuple(shape), np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)))
+                for name, shape, elem in self._info.feeds[1:]}
+
+    @property
+    def vocabulary(self) -> int:
+        """A token model's number of embedding rows (0 for other inputs)."""
+        return self._info.vocabulary
 
     @property
     def layout(self) -> str:
@@ -395,7 +431,61 @@ class Explainer:
         return list(self._info.changes)
 
     # ------------------------------------------------------------------ running
-    def _check_input(self, x: Any) -> np.ndarray:
+    def _check_input(self, x: Any) -> dict[str, np.ndarray]:
+        """The graphs' inputs for ``x``: an array for the explained input, or a dict of named arrays that holds it and
+        any fixed inputs (see ``fixed_inputs``; missing ones take ``default_feed``'s value where it has one)."""
+        feeds = self._feeds()
+        given: dict[str, Any] = {}
+        if isinstance(x, Mapping):
+            given = dict(x)
+            names = [name for name, _, _ in feeds]
+            unknown = [k for k in given if k not in names]
+            if unknown:
+                raise InputError(f"the model has no input '{unknown[0]}'; its inputs are "
+                                 + ", ".join(f"'{n}'" for n in names))
+            if self.input_name not in given:
+                raise InputError(f"the inputs given ({', '.join(map(repr, given))}) lack '{self.input_name}', the "
+                                 "input that receives relevance")
+            x = given.pop(self.input_name)
+        main = self._check_token_ids(x) if self.vocabulary else self._check_float_input(x)
+        out = {feeds[0][0]: main}
+        n = len(main)
+        for name, shape, elem in feeds[1:]:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+            if name in given:
+                out[name] = _check_feed(name, given[name], n, tuple(shape), dtype)
+                continue
+            value = default_feed(name, n, tuple(shape), dtype)
+            if value is None:
+                raise InputError(f"fixed input '{name}' [N, {', '.join(map(str, shape))}] {dtype} is not given; "
+                                 f"pass the inputs as a dict {{'{self.input_name}': ..., '{name}': ...}}")
+            out[name] = value
+        return out
+
+    def _feeds(self) -> tuple:
+        """(name, per-sample shape, ONNX element type) of every input the graphs take, the explained one first."""
+        return tuple(self._info.feeds) or ((self.input_name, self.input_shape, onnx.TensorProto.FLOAT),)
+
+    def _check_token_ids(self, ids: Any) -> np.ndarray:
+        """``ids`` as a batch of integer token ids [N, T] within the embedding's rows."""
+        try:
+            ids = np.asarray(ids)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"token ids are not an array of integers ({' '.join(str(exc).split())[:200]})") from None
+        if ids.dtype.kind not in "iu" or ids.dtype == np.bool_:
+            raise InputError(f"token ids must be integers, got dtype {ids.dtype}")
+        if ids.ndim == len(self.input_shape):
+            ids = ids[None]
+        if tuple(ids.shape[1:]) != tuple(self.input_shape) or ids.shape[0] == 0:
+            raise InputError(f"token ids of shape {list(ids.shape)} do not match input '{self.input_name}' of shape "
+                             f"[N, {', '.join(map(str, self.input_shape))}]")
+        bad = ids[(ids < 0) | (ids >= self.vocabulary)]
+        if bad.size:
+            raise InputError(f"token id {int(bad.reshape(-1)[0])} is outside the vocabulary of input "
+                             f"'{self.input_name}' (0..{self.vocabulary - 1})")
+        return np.ascontiguousarray(ids, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(self._feeds()[0][2])))
+
+    def _check_float_input(self, x: Any) -> np.ndarray:
         """``x`` as a contiguous float32 batch of the model's input shape. Only real numbers are accepted (integers
         and floats): booleans, complex numbers (whose imaginary part would be dropped) and objects are refused, as
         are values beyond float32's range (they would become Inf)."""
@@ -432,7 +522,7 @@ class Explainer:
 
     def _run(self, session: Any, outputs: list[str], feeds: dict[str, np.ndarray], what: str) -> list[np.ndarray]:
         """One ONNX Runtime run; its failures (an allocation for a batch too large, say) are one-line errors."""
-        n = len(feeds[self.input_name])
+        n = _count(feeds)
         try:
             return run_bound(session, outputs, feeds, self.provider)
         except ExplainerError:
@@ -448,10 +538,10 @@ class Explainer:
 
     def forward(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """Pre-softmax logits (N, classes) of the canonical graph (the original model without a final softmax)."""
-        x = self._check_input(x)
-        return np.concatenate([self._run_forward(x[s]) for s in self._chunks(len(x), batch_size)])
+        feeds = self._check_input(x)
+        return np.concatenate([self._run_forward(_part(feeds, s)) for s in self._chunks(_count(feeds), batch_size)])
 
-    def _run_forward(self, x: np.ndarray) -> np.ndarray:
+    def _run_forward(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if self._forward.session is None:
             try:
                 session = make_session(build_forward_model(self.graph), self.provider, threads=self.threads)
@@ -462,7 +552,7 @@ class Explainer:
                     from None
             self._verify(session)
             self._forward.session = session
-        return self._run(self._forward.session, [LOGITS], {self.input_name: x}, "the forward graph")[0]
+        return self._run(self._forward.session, [LOGITS], feeds, "the forward graph")[0]
 
     __call__ = forward
 
@@ -471,7 +561,7 @@ class Explainer:
         ``seed`` (an array of the output's shape, [N, classes] or [classes] for every sample), of that seed: the
         relevance at the output as given (several classes at once, a weighting of them), ``target`` -1."""
         x = self._check_input(x)
-        n = len(x)
+        n = _count(x)
         if seed is not None:
             if target is not None:
                 raise InputError("pass target or seed, not both")
@@ -492,7 +582,7 @@ class Explainer:
                                  f"classes (0..{self.num_classes - 1})")
         labels = self.absorbed_labels
         outputs = [LOGITS, RELEVANCE, EXPLAINED] + ([ABSORBED] if labels else [])
-        results = [self._run(self._relevance, outputs, {self.input_name: x[s], TARGET: tgt[s]},
+        results = [self._run(self._relevance, outputs, {**_part(x, s), TARGET: tgt[s]},
                              f"method '{self.method}'") for s in self._chunks(n, batch_size)]
         logits, rel, tgt = (np.concatenate([r[i] for r in results]) for i in range(3))
         absorbed = {}
@@ -534,7 +624,7 @@ class Explainer:
             raise InputError("the seed contains NaN or Inf values (or values beyond float32's range)")
         return seeds
 
-    def _explain_seed(self, x: np.ndarray, seeds: np.ndarray, batch_size: int | None) -> Explanation:
+    def _explain_seed(self, x: dict[str, np.ndarray], seeds: np.ndarray, batch_size: int | None) -> Explanation:
         """Relevance of the output seed ``seeds`` [N, classes] (see ``explain``), from a relevance graph that takes
         the seed as an input (built on first use)."""
         if self._seed_session is None:
@@ -551,8 +641,8 @@ class Explainer:
                                      f"'{self.method}' ({describe(exc)})") from None
         labels = self.absorbed_labels
         outputs = [LOGITS, RELEVANCE] + ([ABSORBED] if labels else [])
-        results = [self._run(self._seed_session, outputs, {self.input_name: x[s], SEED: seeds[s]},
-                             f"method '{self.method}'") for s in self._chunks(len(x), batch_size)]
+        results = [self._run(self._seed_session, outputs, {**_part(x, s), SEED: seeds[s]},
+                             f"method '{self.method}'") for s in self._chunks(_count(x), batch_size)]
         logits, rel = (np.concatenate([r[i] for r in results]) for i in range(2))
         if not np.all(np.isfinite(rel)):
             raise ModelError(f"{self.source}: method '{self.method}' produced {int((~np.isfinite(rel)).sum())} "
@@ -563,10 +653,10 @@ class Explainer:
                 kept = np.concatenate([r[2] for r in results])
                 absorbed = {label: kept[:, k] for k, label in enumerate(labels)}
             conservation = self._conservation(x, rel, seeds.astype(np.float64).sum(axis=1))
-        return Explanation(relevance=rel, logits=logits, target=np.full(len(x), -1, np.int64), method=self.method,
+        return Explanation(relevance=rel, logits=logits, target=np.full(_count(x), -1, np.int64), method=self.method,
                            layout=self.layout, seed="array", conservation=conservation, absorbed=absorbed)
 
-    def _warn_low_conservation(self, x: np.ndarray, tgt: np.ndarray, conservation: np.ndarray,
+    def _warn_low_conservation(self, x: dict[str, np.ndarray], tgt: np.ndarray, conservation: np.ndarray,
                                absorbed: dict[str, np.ndarray], seeds: np.ndarray) -> None:
         """A :class:`LowConservationWarning` for the samples where under ``LOW_CONSERVATION`` of the seed reached
         the input and the constant inputs that keep relevance (class tokens, position embeddings) together, naming
@@ -584,7 +674,7 @@ class Explainer:
                 try:
                     other = self.with_method(method)
                     logits, rel = other._run(other._relevance, [LOGITS, RELEVANCE],
-                                             {self.input_name: x[few], TARGET: tgt[few]}, f"method '{method}'")
+                                             {**_part(x, few), TARGET: tgt[few]}, f"method '{method}'")
                 except ExplainerError:
                     continue  # a method this model or input range cannot take (epsilon-gamma-box without bounds)
                 scale = logits[np.arange(len(few)), tgt[few]] if other.seed == "logit" else 1.0
@@ -600,7 +690,7 @@ class Explainer:
         """The constant inputs (class tokens, position embeddings) whose relevance the relevance graph reports."""
         return list(self._absorbed)
 
-    def _conservation(self, x: np.ndarray, rel: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    def _conservation(self, x: dict[str, np.ndarray], rel: np.ndarray, seed: np.ndarray) -> np.ndarray:
         """Sum of relevance / target logit per sample.
 
         All of it vanishing for a sample whose input is not all zero (a zero input leaves nothing to multiply) and
@@ -613,7 +703,7 @@ class Explainer:
             conservation = np.where(seed != 0, totals / seed, np.nan)
         stabiliser = self.composite.largest_stabiliser
         vanished = [i for i in range(len(rel))
-                    if 0 < abs(float(seed[i])) < stabiliser and not rel[i].any() and x[i].any()]
+                    if 0 < abs(float(seed[i])) < stabiliser and not rel[i].any() and next(iter(x.values()))[i].any()]
         if vanished:
             params = {k: v for k, v in self.composite.params.items() if k in ("epsilon", "stabiliser")}
             lower = (", ".join(f"{k} (now {v:g})" for k, v in params.items()) if params
@@ -642,20 +732,19 @@ class Explainer:
         front end's reference input, twice in one batch, so a batch axis baked into the rewrite would show): the
         relevance graph's own logits at construction, so that no second session (and no second copy of the
         weights) is needed before ``forward()``; the forward graph's (``session``) when ``forward()`` builds it."""
-        x1, reference = self.graph.reference
-        x = np.repeat(x1, 2, axis=0)
+        feeds, reference = self.graph.reference
+        x = {name: np.concatenate([value, value]) for name, value in feeds.items()}
         what = "the relevance graph" if session is None else "the forward graph"
         try:
             if session is None:
-                ours = self._run(self._relevance, [LOGITS], {self.input_name: x, TARGET: np.zeros(2, np.int64)},
-                                 what)[0]
+                ours = self._run(self._relevance, [LOGITS], {**x, TARGET: np.zeros(_count(x), np.int64)}, what)[0]
             else:
-                ours = self._run(session, [LOGITS], {self.input_name: x}, what)[0]
+                ours = self._run(session, [LOGITS], x, what)[0]
         except ExplainerError:
             raise
         except Exception as exc:
             raise ModelError(f"{self.source}: ONNX Runtime cannot run {what} ({describe(exc)})") from None
-        diff = float(np.abs(ours - reference.reshape(1, -1)).max())
+        diff = float(np.abs(ours - np.tile(reference, (2, 1))).max())
         if diff > 1e-3 * max(1.0, float(np.abs(reference).max())):
             raise ModelError(f"{self.source}: the logits of {what} differ from the original model's "
                              f"(max |diff| {diff:.3g}); refusing to explain")
@@ -742,12 +831,58 @@ def _parse_seed(seed: str | None) -> Seed | None:
 
 
 def _canonicalise(model: InMemoryModel, source: str, input_shape: tuple[int, ...] | None,
-                  output: str | None) -> CanonicalGraph:
-    """The canonical graph of ``model`` (its skeleton is changed) explaining ``output`` (None: the first)."""
+                  output: str | None, input: str | None = None) -> CanonicalGraph:
+    """The canonical graph of ``model`` (its skeleton is changed) explaining ``output`` (None: the first) with
+    relevance at ``input`` (None: see ``pin_inputs``)."""
     picked = select_output(model.skeleton, output, source)
-    graph = canonicalise(model.skeleton, source, input_shape=input_shape, weights=model.external)
+    graph = canonicalise(model.skeleton, source, input_shape=input_shape, weights=model.external, input=input)
     graph.changes[:0] = picked
     return graph
+
+
+def default_feed(name: str, n: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The value a text model's companion input takes when it is not given, as tokenizers' defaults have it: an
+    attention mask (a name with 'mask') all ones, token types (a name with 'token_type' or 'segment') all zeros,
+    position ids 0..T-1; None for any other input (it must be given)."""
+    lowered = name.lower()
+    if "mask" in lowered:
+        return np.ones((n, *shape), dtype)
+    if "token_type" in lowered or "segment" in lowered:
+        return np.zeros((n, *shape), dtype)
+    if "position" in lowered and len(shape) == 1 and dtype.kind in "iu":
+        return np.broadcast_to(np.arange(shape[0], dtype=dtype), (n, *shape)).copy()
+    return None
+
+
+def _check_feed(name: str, value: Any, n: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A fixed input's value as a batch of ``n`` in the model's dtype (one sample without the batch axis is taken
+    for every sample)."""
+    try:
+        value = np.asarray(value)
+    except (ValueError, TypeError):
+        value = np.asarray(None)
+    if value.dtype.kind not in "biuf":
+        raise InputError(f"fixed input '{name}' must be an array of numbers, got {value.dtype}")
+    if value.shape == shape:
+        value = np.broadcast_to(value, (n, *shape))
+    if value.shape != (n, *shape):
+        raise InputError(f"fixed input '{name}' of shape {list(value.shape)} does not fit [{n}, "
+                         f"{', '.join(map(str, shape))}] (the batch of the explained input)")
+    if dtype.kind in "iub" and value.dtype.kind == "f" and not np.all(np.isfinite(value) & (value == np.round(value))):
+        raise InputError(f"fixed input '{name}' takes integers ({dtype}); got non-integer values")
+    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        raise InputError(f"fixed input '{name}' contains NaN or Inf values")
+    return np.ascontiguousarray(value, dtype)
+
+
+def _count(feeds: dict[str, np.ndarray]) -> int:
+    """The batch size of a feed dict."""
+    return len(next(iter(feeds.values())))
+
+
+def _part(feeds: dict[str, np.ndarray], rows: Any) -> dict[str, np.ndarray]:
+    """The samples ``rows`` (a slice or indices) of every feed."""
+    return {name: value[rows] for name, value in feeds.items()}
 
 
 def _plain(value: Any) -> Any:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from explainer import METHODS, Explainer, InputError, ModelError, UnsupportedOpError
+from explainer import METHODS, Explainer, InputError, UnsupportedOpError
 from explainer.frontend.check import check_model
 from tests.support.onnx_graphs import G, run
 
@@ -189,13 +189,15 @@ def test_unsupported_ops_are_all_listed_by_node():
     assert statuses["Atan"].startswith("UNSUPPORTED") and statuses["Conv"] == "supported"
 
 
-def test_several_inputs_are_refused_and_dense_outputs_flattened():
+def test_several_inputs_need_a_name_and_dense_outputs_are_flattened():
     g = G()
     s = g.node("Add", ["x", "y"])
     model = g.model(["N", 3, 4, 4], s, extra_inputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT,
                                                                                     ["N", 3, 4, 4])])
-    with pytest.raises(ModelError, match="2 inputs .*'x', 'y'"):
+    with pytest.raises(InputError, match="2 inputs .*'x', 'y'.*name the one that receives relevance"):
         Explainer(model, "gradient")
+    with pytest.raises(InputError, match="no input 'z'; its inputs are 'x', 'y'"):
+        Explainer(model, "gradient", input="z")
     g = G()
     model = g.model(["N", 3, 4, 4], g.conv("x", 3, 2, pads=[1, 1, 1, 1]))
     ex = Explainer(model, "gradient")

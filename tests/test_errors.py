@@ -75,7 +75,7 @@ def test_model_without_inputs():
 
 
 def test_model_with_two_image_inputs_names_both():
-    with pytest.raises(ModelError, match="2 inputs") as info:
+    with pytest.raises(InputError, match="2 inputs") as info:
         Explainer(two_input_model())
     assert "'image_a'" in str(info.value) and "'image_b'" in str(info.value)
     assert not isinstance(info.value, UnsupportedOpError)

@@ -78,7 +78,8 @@ def test_probe_pins_the_shapes_inference_leaves_open(monkeypatch):
     assert cg.shapes[cg.output_name] == (1, 5)
     assert any("shape inference left" in c and "ONNX Runtime run" in c for c in cg.changes), cg.changes
     assert cg.folded_ops == {"Shape": 1, "Gather": 1, "Unsqueeze": 1, "Concat": 1}
-    x1, logits = cg.reference
+    feeds, logits = cg.reference
+    x1 = feeds["x"]
     # float32 logits of size ~5 from differently blocked GEMM kernels (the reference run skips weight pre-packing)
     np.testing.assert_allclose(logits, run(model, x1), rtol=1e-5, atol=1e-5)
 
@@ -190,7 +191,8 @@ def test_reference_scores_behind_an_op_outside_the_output_chain():
     model = g.model(["N", 3, 8, 8], g.node("Transpose", [scores], perm=[0, 1]))
     cg = canonicalise(model, "m")
     assert cg.output_name == scores
-    x1, logits = cg.reference
+    feeds, logits = cg.reference
+    x1 = feeds["x"]
     # float32 logits of size ~5 from differently blocked GEMM kernels (the reference run skips weight pre-packing)
     np.testing.assert_allclose(logits, run(model, x1), rtol=1e-5, atol=1e-5)
     x = _x((2, 3, 8, 8))

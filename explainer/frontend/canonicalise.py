@@ -5,8 +5,10 @@
 0. ``inline_functions``: calls of model-local functions become their bodies, so that a function made of supported
    ops is explained (and one that is not is refused by op and node); ``check_tensors`` refuses tensor data that does
    not fit its declared shape;
-1. ``pin_input``: the one image input and its static per-sample shape (the batch axis is pinned to 1 for folding),
-   after ``refuse_subgraphs``; ``model_output`` names the output that holds the scores;
+1. ``pin_inputs``: the input that receives relevance (an image, features, a signal, or token ids, whose embedding
+   lookup's output is then the explained tensor) and its static per-sample shape (the batch axis is pinned to 1 for
+   folding), and every other input as a fixed feed, after ``refuse_subgraphs``; ``model_output`` names the output
+   that holds the scores; ``reference_feeds`` one sample for every input;
 2. ``fold``: everything that does not depend on the input's values becomes a constant (initializers,
    Constant/ConstantOfShape weights, Shape->Gather->Concat flatten chains), nodes that do not reach the output go,
    and every data tensor gets its static shape (``fold.py``); ``check_sizes`` refuses a tensor too large to allocate
@@ -15,7 +17,9 @@
    axis, then one selection per piece) and key transposes that fold the batch axis into the heads, so that the batch
    axis stays first (``unbind.py``); ``fuse_patterns`` rewrites the element-wise arithmetic
    exporters write for LayerNorm, GELU, hard-sigmoid, hard-swish and Mish into those ONNX ops (``patterns.py``);
-3. ``run_reference``: one plain forward of the original model, the reference rewritten graphs are verified against;
+   what depends on fixed feeds alone stays as side nodes, emitted as they are (``fixed_tensors`` labels those that
+   converted nodes read: their relevance is kept and reported);
+3. the reference: one plain forward of the original model, the reference rewritten graphs are verified against;
 4. ``convert``: each remaining node through its op's converter (``explainer.ops.CONVERTERS``): BatchNorm and Mul/Add
    with constants become Affine, MatMul+Add become Dense, a final Softmax is dropped, Identity/Dropout vanish;
 5. ``normalise_output``: the output becomes a [N, outputs] score vector (a dense output flattened, its shape kept);
@@ -40,7 +44,7 @@ import onnx.inliner
 from explainer.errors import ModelError, UnsupportedOpError, describe
 from explainer.frontend.convert import Alias, ConvertContext, NotSupported
 from explainer.frontend.fold import Folded, fold, run_model
-from explainer.frontend.inputs import DEFAULT_DOMAINS, PinnedInput, image_input, model_opset, pin_input
+from explainer.frontend.inputs import DEFAULT_DOMAINS, Inputs, PinnedInput, image_input, model_opset, pin_inputs
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.frontend.patterns import fuse_patterns
 from explainer.frontend.simplify import simplify
@@ -65,22 +69,28 @@ class Converted:
 
 
 def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int, ...] | None = None,
-                 weights: dict[str, np.ndarray] | None = None) -> CanonicalGraph:
+                 weights: dict[str, np.ndarray] | None = None, input: str | None = None) -> CanonicalGraph:
     """Canonical graph of ``model``; raises ModelError / UnsupportedOpError naming every node at fault. ``weights``
-    holds the values of the initializers that ``model`` keeps outside the protobuf (``InMemoryModel.from_loaded``)."""
+    holds the values of the initializers that ``model`` keeps outside the protobuf (``InMemoryModel.from_loaded``).
+    ``input`` names the input that receives relevance when the model has several (see ``pin_inputs``)."""
     model, inlined = inline_functions(model, source)
     refuse_subgraphs(model, source)
     check_tensors(model, source)
-    image = pin_input(model, source, input_shape)
+    inputs = pin_inputs(model, source, input_shape, input)
+    image = inputs.explained
     output = model_output(model, source)
-    folded = fold(model, image.name, image.batch_shape, output, source, weights)
+    feeds = reference_feeds(inputs, model)
+    folded = fold(model, inputs.feeds[0].name, (1, *inputs.feeds[0].shape), output, source, weights, feeds=feeds,
+                  explained=image.name)
     check_sizes(folded, source)
     refuse_non_finite(folded, source)
     rewritten = hoist_unbind(folded) + merge_batch_transposes(folded)
     fused = fuse_patterns(folded)
     chain = output_chain(folded, output)
-    reference = run_reference(model, folded, image, chain, source)
-    converted = convert(model, folded, chain, source)
+    reference = Reference(feeds, run_model(model, folded.consts, feeds, chain, source))
+    fixed = fixed_tensors(folded, inputs)
+    side_nodes, side_consts = side_graph(model, folded, inputs, list(fixed), source)
+    converted = convert(model, folded, chain, source, fixed)
     out_shape = tuple(int(d) for d in folded.shapes[converted.output][1:]) if converted.output in folded.shapes else ()
     scores = normalise_output(converted, folded.shapes, image, source)
     cg = CanonicalGraph(input_name=image.name, input_shape=image.shape, layout=image.layout,
@@ -89,7 +99,15 @@ def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int,
                         changes=inlined + describe_folding(folded) + rewritten + fused + scores.changes,
                         source_ops=dict(Counter(n.op_type for n in model.graph.node)),
                         folded_ops=dict(folded.folded_ops), removed_ops=dict(scores.removed_ops + folded.unused_ops),
-                        reference=reference_logits(model, folded, image, reference, converted.output, source))
+                        reference=reference_logits(model, folded, reference, converted.output, source, inputs),
+                        feeds=[(f.name, f.shape, f.elem_type) for f in inputs.feeds], token_input=inputs.token_input,
+                        side_nodes=side_nodes, side_consts=side_consts, fixed=fixed)
+    if inputs.fixed:
+        cg.changes.append("fixed inputs fed as given, receiving no relevance: "
+                          + ", ".join(f"'{f.name}'" for f in inputs.fixed))
+    if inputs.token_input:
+        cg.changes.append(f"token ids '{inputs.token_input}': relevance taken at their embedding "
+                          f"'{image.name}' (table '{inputs.embedding}')")
     simplify(cg)
     rename_reserved(cg, source)
     return cg
@@ -200,26 +218,120 @@ def output_chain(folded: Folded, output: str) -> list[str]:
 
 @dataclass
 class Reference:
-    """A fixed N(0, 1) input and the original model's values for it of the output chain's tensors."""
+    """Fixed inputs (the explained one N(0, 1), token ids drawn from the vocabulary) and the original model's values
+    for them of the output chain's tensors."""
 
-    x: np.ndarray
+    feeds: dict[str, np.ndarray]
     values: dict[str, np.ndarray]
 
 
-def run_reference(model: onnx.ModelProto, folded: Folded, image: PinnedInput, chain: list[str],
-                  source: str) -> Reference:
-    """One plain ONNX Runtime forward of the original model, returning the output chain. It runs before conversion
-    so that the session's memory is gone before the converted weights take theirs."""
-    x = np.random.default_rng(0).standard_normal(image.batch_shape).astype(np.float32)
-    return Reference(x, run_model(model, folded.consts, image.name, x, chain, source))
+def reference_feeds(inputs: Inputs, model: onnx.ModelProto, sample: int = 0) -> dict[str, np.ndarray]:
+    """One sample for every input: floats N(0, 1), token ids uniform over the embedding's rows, attention masks
+    (an integer or boolean input named like a mask) ones (``sample`` 1: the last third zeros, as padding),
+    other integer inputs (token types) zeros."""
+    rng = np.random.default_rng(sample)
+    values = {}
+    for feed in inputs.feeds:
+        shape, dtype = (1, *feed.shape), feed.dtype
+        if feed.name == inputs.token_input:
+            rows = next(t.dims[0] for t in model.graph.initializer if t.name == inputs.embedding)
+            values[feed.name] = rng.integers(0, rows, shape).astype(dtype)
+        elif dtype.kind == "f":
+            values[feed.name] = rng.standard_normal(shape).astype(dtype)
+        elif "mask" in feed.name.lower():
+            mask = np.ones(shape, dtype)
+            if sample and shape[-1] > 1:
+                mask[..., shape[-1] - max(1, shape[-1] // 3):] = 0
+            values[feed.name] = mask
+        else:
+            values[feed.name] = np.zeros(shape, dtype)
+    return values
 
 
-def convert(model: onnx.ModelProto, folded: Folded, chain: list[str], source: str) -> Converted:
+def side_graph(model: onnx.ModelProto, folded: Folded, inputs: Inputs, fixed: list[str],
+               source: str) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
+    """The model's own nodes (unfolded, in its order) and the initializers they read that compute the ``fixed``
+    tensors and a token model's embedding from the inputs. They are taken from the model, not from the folded
+    graph: folding ran at batch size 1, and the arithmetic of an attention mask often indexes the batch (a
+    constant folded there would give every sample the first one's mask). A node that reads the explained input's
+    descendants does so for their shape alone: a Shape node becomes the first input's batch size and the static
+    rest (canonical tensors keep the batch axis first), any other such node its folded value."""
+    targets = fixed + ([inputs.explained.name] if inputs.token_input else [])
+    if not targets:
+        return [], {}
+    producers = {o: n for n in model.graph.node for o in n.output if o}
+    initializers = {t.name for t in model.graph.initializer}
+    feeds = {f.name for f in inputs.feeds}
+    derived = folded.data - {inputs.explained.name}
+    chosen: set[int] = set()
+    consts: dict[str, np.ndarray] = {}
+    made: list[onnx.NodeProto] = []
+    stack, seen = list(targets), set()
+    while stack:
+        name = stack.pop()
+        if not name or name in seen or name in feeds:
+            continue
+        seen.add(name)
+        if name in initializers:
+            consts[name] = folded.consts[name]
+            continue
+        node = producers.get(name)
+        if node is not None and derived.intersection(node.input):
+            if node.op_type == "Shape" and node.input[0] in folded.shapes:
+                made.extend(_batch_shape(node, folded.shapes[node.input[0]], inputs.feeds[0].name, consts))
+                continue
+            node = None
+        if node is None:
+            if name not in folded.consts:
+                raise ModelError(f"{source}: cannot compute tensor '{name}' from the fixed inputs alone")
+            consts[name] = folded.consts[name]
+            continue
+        chosen.add(id(node))
+        stack.extend(node.input)
+    return made + [n for n in model.graph.node if id(n) in chosen], consts
+
+
+def _batch_shape(node: onnx.NodeProto, shape: tuple[int, ...], first: str,
+                 consts: dict[str, np.ndarray]) -> list[onnx.NodeProto]:
+    """Nodes computing ``node``'s output, the Shape of a tensor of static ``shape`` whose batch axis (axis 0) is
+    that of input ``first``: Shape(first)[0] and the static rest, sliced as ``node``'s start/end ask."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    rank = len(shape)
+    start, end = attrs.get("start", 0), attrs.get("end", rank)
+    start, end = (start + rank if start < 0 else start), (end + rank if end < 0 else end)
+    start, end = max(0, min(rank, start)), max(0, min(rank, end))
+    out = node.output[0]
+    rest = np.array(shape[max(start, 1):end], np.int64)
+    if start >= 1 or end <= start:
+        consts[out] = np.array(shape[start:end], np.int64)
+        return []
+    consts[f"{out}__rest"] = rest
+    batch = onnx.helper.make_node("Shape", [first], [f"{out}__batch"], end=1)
+    return [batch, onnx.helper.make_node("Concat", [f"{out}__batch", f"{out}__rest"], [out], axis=0)]
+
+
+def fixed_tensors(folded: Folded, inputs: Inputs) -> dict[str, str]:
+    """The tensors computed from fixed inputs alone that converted nodes read (a token-type embedding, an attention
+    mask's additive bias), each with a label naming the inputs it comes from: their relevance is kept, and
+    reported, like a constant's."""
+    origin: dict[str, set[str]] = {f.name: {f.name} for f in inputs.feeds}
+    for node in folded.side_nodes:
+        came = set().union(*(origin.get(i, set()) for i in node.input))
+        for o in node.output:
+            origin[o] = came
+    read = [i for node in folded.nodes for i in node.input if i in folded.side]
+    return {name: "fixed input " + ", ".join(f"'{f}'" for f in sorted(origin.get(name, {name}))) for name in read}
+
+
+def convert(model: onnx.ModelProto, folded: Folded, chain: list[str], source: str,
+            fixed: dict[str, str] | None = None) -> Converted:
     """Each data node through its op's converter; every node that cannot be converted is collected into one
-    UnsupportedOpError (with the converter's reason where it gave one)."""
+    UnsupportedOpError (with the converter's reason where it gave one). ``fixed`` tensors (computed from fixed inputs)
+    are data to the converters: an Add of one is a sum of two branches, whose relevance on that side is kept."""
     initializers = {t.name for t in model.graph.initializer}
     producers = {o: n for n in folded.nodes for o in n.output}
-    ctx = ConvertContext(folded.consts, folded.data, folded.shapes, model_opset(model), producers, set(chain))
+    ctx = ConvertContext(folded.consts, folded.data | set(fixed or ()), folded.shapes, model_opset(model), producers,
+                         set(chain), set(fixed or ()))
     aliases: dict[str, str] = {}
     nodes: list[CNode] = []
     changes: list[str] = []
@@ -277,34 +389,47 @@ def normalise_output(converted: Converted, shapes: dict[str, tuple[int, ...]], i
                      converted.removed_ops)
 
 
-def reference_logits(model: onnx.ModelProto, folded: Folded, image: PinnedInput, reference: Reference, scores: str,
-                     source: str) -> tuple[np.ndarray, np.ndarray]:
-    """The reference input and the original model's pre-softmax scores (tensor ``scores``) for it, against which
+def reference_logits(model: onnx.ModelProto, folded: Folded, reference: Reference, scores: str,
+                     source: str, inputs: Inputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The reference inputs and the original model's pre-softmax scores (tensor ``scores``) for them, against which
     every rewritten graph is verified; they must be finite (checked after conversion, whose reasons are more
-    precise: a division by zero, a negative variance)."""
+    precise: a division by zero, a negative variance). With fixed inputs, a second sample (other values, a mask
+    with padding) is run on its own and joins the first: verifying both in one batch shows a rewrite that gives
+    every sample the first one's fixed inputs."""
     value = reference.values.get(scores)
     if value is None:
         # conversion dropped an op outside the output chain at the very end (an identity Transpose, say)
-        value = run_model(model, folded.consts, image.name, reference.x, [scores], source)[scores]
+        value = run_model(model, folded.consts, reference.feeds, [scores], source)[scores]
     value = np.asarray(value, np.float32).reshape(1, -1)
+    feeds = reference.feeds
+    if inputs.fixed:
+        second = reference_feeds(inputs, model, 1)
+        other = run_model(model, folded.consts, second, [scores], source)[scores]
+        value = np.concatenate([value, np.asarray(other, np.float32).reshape(1, -1)])
+        feeds = {name: np.concatenate([feeds[name], second[name]]) for name in feeds}
     if not np.all(np.isfinite(value)):
         raise ModelError(f"{source}: the model's scores for a standard-normal test input are not finite "
                          f"({int((~np.isfinite(value)).sum())} of {value.size} are NaN or Inf): its weights make NaN "
                          "or Inf (values past float32's range, say); there is nothing to explain")
-    return reference.x, value
+    return feeds, value
 
 
 def rename_reserved(cg: CanonicalGraph, source: str) -> None:
     """Keep the names the relevance graph's interface uses free (a model's own output is often called 'logits')."""
-    if cg.input_name in RESERVED:
-        raise ModelError(f"{source}: the model's input is named '{cg.input_name}', which the relevance graph "
-                         "reserves for its own interface; rename the input")
+    for name in [cg.input_name] + [f[0] for f in cg.feeds]:
+        if name in RESERVED:
+            raise ModelError(f"{source}: the model's input is named '{name}', which the relevance graph "
+                             "reserves for its own interface; rename the input")
     rename = {name: f"{name}__model" for name in cg.shapes if name in RESERVED}
     if not rename:
         return
     for node in cg.nodes:
         node.inputs = [rename.get(i, i) for i in node.inputs]
         node.output = rename.get(node.output, node.output)
+    for node in cg.side_nodes:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        node.output[:] = [rename.get(o, o) for o in node.output]
+    cg.fixed = {rename.get(k, k): v for k, v in cg.fixed.items()}
     cg.shapes.update({new: cg.shapes[old] for old, new in rename.items()})
     cg.output_name = rename.get(cg.output_name, cg.output_name)
 

@@ -31,9 +31,12 @@ class ConvertContext:
     """What a converter may ask about tensors: constant values, data-ness, static shapes, the node's opset."""
 
     def __init__(self, consts: dict[str, np.ndarray], data: set[str], shapes: dict[str, tuple[int, ...]],
-                 opset: int, producers: dict[str, onnx.NodeProto], output_chain: set[str]) -> None:
+                 opset: int, producers: dict[str, onnx.NodeProto], output_chain: set[str],
+                 fixed: set[str] | None = None) -> None:
         self.consts = consts
         self.data = data
+        #: data tensors computed from fixed inputs alone (an attention mask): they receive no relevance
+        self.fixed = fixed or set()
         self.shapes = shapes
         self.opset = opset
         self.producers = producers

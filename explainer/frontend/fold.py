@@ -15,7 +15,7 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -46,7 +46,7 @@ class Folded:
     consts: dict[str, np.ndarray]
     """the value of every initializer and of every folded tensor the remaining nodes read"""
     data: set[str]
-    """the input and every tensor computed from it"""
+    """the explained tensor and every tensor computed from it"""
     shapes: dict[str, tuple[int, ...]]
     """the static shape of every data tensor at batch size 1"""
     folded_ops: Counter
@@ -55,13 +55,22 @@ class Folded:
     """op type -> nodes that do not reach the output"""
     probed: list[str]
     """tensors whose shape neither shape inference pinned, taken from an ONNX Runtime run instead"""
+    side_nodes: list[onnx.NodeProto] = field(default_factory=list)
+    """the nodes computed from fixed feeds alone (an attention mask's arithmetic, the embedding lookup of token
+    ids), in the model's order: kept as they are, never converted"""
+    side: set[str] = field(default_factory=set)
+    """the fixed feeds and every tensor the side nodes compute"""
 
 
 def fold(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], output: str, source: str,
-         weights: dict[str, np.ndarray] | None = None) -> Folded:
+         weights: dict[str, np.ndarray] | None = None, *, feeds: dict[str, np.ndarray] | None = None,
+         explained: str | None = None) -> Folded:
     """Fold ``model`` with its input ``input_name`` pinned to ``shape`` (batch axis 1), keeping only what output
     ``output`` needs. ``weights`` holds the values of initializers kept outside the protobuf
-    (``InMemoryModel.from_loaded``); the others are read from it.
+    (``InMemoryModel.from_loaded``); the others are read from it. A model with several inputs passes ``feeds``: a
+    value at batch size 1 for every input (``input_name`` included: its shape and type pin the folding, and a run
+    that must probe shapes uses them), and ``explained``, the tensor relevance is taken at when it is not the input
+    itself (the embedding of token ids); what depends on the inputs but not on ``explained`` is left as side nodes.
 
     Own code, for memory: onnx-graphsurgeon's graphs are reference cycles (each node's and tensor's lists point back
     at it) that only a full garbage collection frees, and the model's TensorProtos they hold keep the whole protobuf
@@ -70,13 +79,15 @@ def fold(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], output
     weights = weights or {}
     initializers = {t.name: weights[t.name] if t.name in weights else tensor_array(t, source, f"initializer '{t.name}'")
                     for t in model.graph.initializer}
-    folded = _fold(model, initializers, input_name, shape, output, source)
+    if feeds is None:
+        feeds = {input_name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    folded = _fold(model, initializers, feeds, explained or input_name, output, source)
     if sum(a.nbytes for a in initializers.values()) >= _COLLECT_MIN_BYTES:
         gc.collect()
     return folded
 
 
-def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], input_name: str, shape: tuple[int, ...],
+def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], feeds: dict[str, np.ndarray], explained: str,
           output: str, source: str) -> Folded:
     with G_LOGGER.suppress():
         graph = _import(model, initializers, output, source)
@@ -84,30 +95,39 @@ def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], input_nam
         graph.cleanup()
         refuse_foreign_ops(graph, source)
         kept = Counter(node.op for node in graph.nodes)
-        shapes = {input_name: tuple(shape), **infer_shapes(model, model.graph.node, initializers, input_name, shape)}
+        shapes = {**{name: tuple(v.shape) for name, v in feeds.items()},
+                  **infer_shapes(model, model.graph.node, initializers, feeds)}
         _fold_graph(graph, shapes, source)
         probed: list[str] = []
         if _open(graph, shapes):
             # Own code: before opset ~15, data propagation cannot follow Shape->Gather->Concat chains, so Reshape
             # outputs stay open; with the chains folded to constants, plain inference pins them.
             nodes, consts = _node_protos(model, graph), _constants(graph, initializers)
-            shapes.update(infer_shapes(model, nodes, consts, input_name, shape))
+            shapes.update(infer_shapes(model, nodes, consts, feeds))
             if any(node.op in ("Shape", "Size") and node.inputs[0].name in shapes for node in graph.nodes):
                 _fold_graph(graph, shapes, source)  # Shape/Size of the tensors this round pinned (SDPA's scale)
             probed = _open(graph, shapes)
         if probed:
             # Own code: what neither inference pins (ops without shape inference) comes from one ONNX Runtime run
             # that exposes just those tensors; Shape/Size nodes reading them fold in a second round.
-            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-            values = run_model(model, initializers, input_name, x, probed, source)
+            values = run_model(model, initializers, feeds, probed, source)
             shapes.update({name: tuple(int(d) for d in value.shape) for name, value in values.items()})
             _fold_graph(graph, shapes, source)
-    data = {input_name} | {t.name for node in graph.nodes for t in node.outputs if t.name}
+    nodes = _node_protos(model, graph)
+    data = {explained}
+    for node in nodes:
+        if data.intersection(node.input):
+            data.update(o for o in node.output if o)
     if output not in data:
-        raise ModelError(f"{source}: output '{output}' does not depend on the input (it folds to a constant)")
-    return Folded(nodes=_node_protos(model, graph), consts=_constants(graph, initializers), data=data,
-                  shapes={name: shapes[name] for name in data if name in shapes},
-                  folded_ops=kept - Counter(node.op for node in graph.nodes), unused_ops=before - kept, probed=probed)
+        raise ModelError(f"{source}: output '{output}' does not depend on the input "
+                         f"{'(it folds to a constant)' if len(feeds) == 1 else f'tensor {explained!r}'}")
+    side_nodes = [node for node in nodes if not data.intersection(node.output) or explained in node.output]
+    side = (set(feeds) | {o for node in side_nodes for o in node.output if o}) - {explained}
+    return Folded(nodes=[node for node in nodes if data.intersection(node.output) and explained not in node.output],
+                  consts=_constants(graph, initializers), data=data,
+                  shapes={name: shapes[name] for name in data | side if name in shapes},
+                  folded_ops=kept - Counter(node.op for node in graph.nodes), unused_ops=before - kept, probed=probed,
+                  side_nodes=side_nodes, side=side)
 
 
 def refuse_foreign_ops(graph: gs.Graph, source: str) -> None:
@@ -125,17 +145,18 @@ def _default(node: gs.Node) -> bool:
 
 
 def infer_shapes(model: onnx.ModelProto, nodes: Iterable[onnx.NodeProto], consts: dict[str, np.ndarray],
-                 input_name: str, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """The static shapes that ONNX shape inference (with data propagation) pins for ``nodes`` when the
-    input has ``shape`` and ``consts`` are the constants. The exporter's value_info is left out on purpose: it may be
-    stale or assume another batch size."""
+                 feeds: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """The static shapes that ONNX shape inference (with data propagation) pins for ``nodes`` when the inputs have
+    the shapes and types of ``feeds`` and ``consts`` are the constants. The exporter's value_info is left out on
+    purpose: it may be stale or assume another batch size."""
     skeleton = onnx.ModelProto()
     skeleton.ir_version = max(model.ir_version, 4)  # IR 3 ignores initializers that are not also graph inputs
     skeleton.opset_import.extend(model.opset_import)
     skeleton.functions.extend(model.functions)
     graph = skeleton.graph
     graph.node.extend(nodes)
-    graph.input.append(helper.make_tensor_value_info(input_name, onnx.TensorProto.FLOAT, list(shape)))
+    graph.input.extend(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype),
+                                                     list(value.shape)) for name, value in feeds.items())
     for name, value in consts.items():
         if value.nbytes <= _INFERENCE_MAX_BYTES:
             graph.initializer.append(numpy_helper.from_array(value, name))
@@ -197,17 +218,18 @@ def _ort_pooled_shape(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) 
     return (*x[:2], *spatial)
 
 
-def run_model(model: onnx.ModelProto, consts: dict[str, np.ndarray], input_name: str, x: np.ndarray,
+def run_model(model: onnx.ModelProto, consts: dict[str, np.ndarray], feeds: dict[str, np.ndarray],
               names: list[str], source: str) -> dict[str, np.ndarray]:
-    """The values of tensors ``names`` of the original model for input ``x``: one ONNX Runtime run, the large
-    initializers handed over from ``consts`` without another copy."""
+    """The values of tensors ``names`` of the original model for the inputs ``feeds``: one ONNX Runtime run, the
+    large initializers handed over from ``consts`` without another copy."""
     runnable = InMemoryModel.from_model(model, consts)
     del runnable.skeleton.graph.output[:]
     runnable.skeleton.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in names)
     try:
-        values = make_session(runnable, "cpu", optimize="basic", one_shot=True).run(names, {input_name: x})
+        values = make_session(runnable, "cpu", optimize="basic", one_shot=True).run(names, feeds)
     except Exception as exc:
-        raise ModelError(f"{source}: ONNX Runtime cannot run the model on an input of shape {list(x.shape)} "
+        shown = ", ".join(f"{list(v.shape)}" for v in feeds.values())
+        raise ModelError(f"{source}: ONNX Runtime cannot run the model on an input of shape {shown} "
                          f"({describe(exc, 400)})") from None
     return dict(zip(names, values))
 

@@ -1,5 +1,7 @@
-"""The model's input and output: which input it is, its per-sample shape and layout (NCHW or NHWC for images, NC
-for feature vectors, NCW for 1-D signals, NCDHW for volumes), its opset, and which output is explained."""
+"""The model's inputs and output: which input receives relevance, its per-sample shape and layout (NCHW or NHWC for
+images, NC for feature vectors, NCW for 1-D signals, NCDHW for volumes, "tokens" for token ids read through an
+embedding ``Gather``), which inputs are fixed feeds (an attention mask, token types, a second image: fed as given,
+never receiving relevance), the opset, and which output is explained."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,6 +28,145 @@ class PinnedInput:
     def batch_shape(self) -> tuple[int, ...]:
         """The full shape at batch size 1, at which the front end folds and infers shapes."""
         return (1, *self.shape)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One input of the model as the emitted graphs take it: name, per-sample shape, ONNX element type."""
+
+    name: str
+    shape: tuple[int, ...]
+    elem_type: int
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(self.elem_type))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the model takes and where relevance is taken. ``explained`` is the float tensor that receives relevance:
+    the explained input itself, or, for token ids, the output of the embedding ``Gather`` that reads them
+    (``token_input`` names the ids, ``embedding`` the table). ``feeds`` are every model input the emitted graphs take,
+    the explained one first."""
+
+    explained: PinnedInput
+    feeds: tuple[Feed, ...]
+    token_input: str | None = None
+    embedding: str | None = None
+
+    @property
+    def fixed(self) -> tuple[Feed, ...]:
+        """The inputs fed as given that receive no relevance."""
+        first = self.token_input or self.explained.name
+        return tuple(f for f in self.feeds if f.name != first)
+
+
+_FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+_INTS = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+
+
+def pin_inputs(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None = None,
+               name: str | None = None) -> Inputs:
+    """The explained input (``name``, or by default the one float input, else the one integer input that feeds an
+    embedding ``Gather``: token ids) with its static per-sample shape, and every other input as a fixed feed with
+    its own (dynamic dims other than the batch axis taken from the explained input's dim of the same name)."""
+    inputs = model_inputs(model, source)
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"input must be the name of one of the model's inputs, got {name!r}")
+    by_name = {vi.name: vi for vi in inputs}
+    if name is not None and name not in by_name:
+        raise InputError(f"{source}: the model has no input '{name}'; its inputs are {_listed(inputs)}")
+    if len(inputs) == 1 and name is None:
+        pinned = pin_input(model, source, input_shape)
+        return Inputs(pinned, (Feed(pinned.name, pinned.shape, onnx.TensorProto.FLOAT),))
+    embeddings = embedding_lookups(model)
+    if name is None:
+        floats = [vi.name for vi in inputs if vi.type.tensor_type.elem_type in _FLOATS]
+        tokens = [vi.name for vi in inputs if vi.name in embeddings]
+        if len(tokens) > 1:  # token ids beside token types or positions: the lookup with the largest vocabulary
+            rows = sorted((embeddings[t][1][0] for t in tokens), reverse=True)
+            tokens = [t for t in tokens if embeddings[t][1][0] == rows[0]] if rows[0] > rows[1] else tokens
+        candidates = floats or tokens
+        if len(candidates) != 1:
+            raise InputError(f"{source}: the model has {len(inputs)} inputs ({_listed(inputs)}); name the one that "
+                             "receives relevance (input= / --input NAME); the others are fed as given")
+        name = candidates[0]
+    vi = by_name[name]
+    elem = vi.type.tensor_type.elem_type
+    if elem in _INTS:
+        if name not in embeddings:
+            raise InputError(f"{source}: input '{name}' holds integers ({onnx.TensorProto.DataType.Name(elem)}) "
+                             "and feeds no embedding lookup (a Gather from a float table); relevance needs a float "
+                             "input or token ids")
+        node, table = embeddings[name]
+        ids_shape = resolve_input_shape(vi, source, input_shape, integer=True)
+        rows, dim = table
+        shape = (*ids_shape[1:], dim)
+        explained = PinnedInput(node.output[0], tuple(int(d) for d in shape), "tokens")
+        check_tensor(explained.batch_shape, f"{source}: the embedding of input '{name}' (one sample)")
+        first = Feed(name, tuple(int(d) for d in ids_shape[1:]), elem)
+        token_input, embedding = name, node.input[0]
+    else:
+        shape = resolve_input_shape(vi, source, input_shape)
+        explained = PinnedInput(vi.name, tuple(int(d) for d in shape[1:]), detect_layout(model, vi, shape))
+        check_tensor(explained.batch_shape, f"{source}: the model's input '{vi.name}' (one sample)")
+        first = Feed(name, explained.shape, onnx.TensorProto.FLOAT)
+        token_input = embedding = None
+    named = _dim_names(vi, first.shape)
+    fixed = tuple(_fixed_feed(other, named, source) for other in inputs if other.name != name)
+    return Inputs(explained, (first, *fixed), token_input, embedding)
+
+
+def model_inputs(model: onnx.ModelProto, source: str) -> list[onnx.ValueInfoProto]:
+    """The model's inputs that are not initializers (at least one)."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if not inputs:
+        raise ModelError(f"{source}: the model has no inputs")
+    return inputs
+
+
+def embedding_lookups(model: onnx.ModelProto) -> dict[str, tuple[onnx.NodeProto, tuple[int, int]]]:
+    """Integer inputs read as the indices of a ``Gather`` (axis 0) from a float initializer [rows, dim]: input name
+    -> (that Gather, (rows, dim)). An input read by several such Gathers (tied tables) is left out."""
+    tables = {t.name: tuple(t.dims) for t in model.graph.initializer
+              if t.data_type in (onnx.TensorProto.FLOAT,) and len(t.dims) == 2}
+    found: dict[str, list] = {}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and node.domain in DEFAULT_DOMAINS and len(node.input) == 2 \
+                and node.input[0] in tables and all(a.i == 0 for a in node.attribute if a.name == "axis"):
+            found.setdefault(node.input[1], []).append((node, tables[node.input[0]]))
+    return {name: hits[0] for name, hits in found.items() if len(hits) == 1}
+
+
+def _dim_names(vi: onnx.ValueInfoProto, shape: tuple[int, ...]) -> dict[str, int]:
+    """Named dynamic dims of ``vi`` (after the batch axis) -> their pinned values."""
+    dims = vi.type.tensor_type.shape.dim if vi.type.tensor_type.HasField("shape") else []
+    return {d.dim_param: int(v) for d, v in zip(list(dims)[1:], shape) if d.dim_param}
+
+
+def _fixed_feed(vi: onnx.ValueInfoProto, named: dict[str, int], source: str) -> Feed:
+    """A fixed feed's per-sample shape: static dims as declared, named dynamic dims as the explained input's."""
+    ttype = vi.type.tensor_type
+    if not ttype.HasField("shape") or len(ttype.shape.dim) < 1:
+        raise ModelError(f"{source}: input '{vi.name}' has no shape with a batch axis; it cannot be fed beside the "
+                         "explained input")
+    dims = []
+    for i, d in enumerate(list(ttype.shape.dim)[1:], start=1):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(int(d.dim_value))
+        elif d.dim_param in named:
+            dims.append(named[d.dim_param])
+        else:
+            raise InputError(f"{source}: fixed input '{vi.name}' has a dynamic dim {i} "
+                             f"('{d.dim_param or '?'}') that the explained input does not share; export the model "
+                             "with that dim static")
+    return Feed(vi.name, tuple(dims), ttype.elem_type)
+
+
+def _listed(inputs: list[onnx.ValueInfoProto]) -> str:
+    return ", ".join(f"'{i.name}'" for i in inputs)
 
 
 def pin_input(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None = None) -> PinnedInput:
@@ -60,11 +201,12 @@ def image_input(model: onnx.ModelProto, source: str) -> onnx.ValueInfoProto:
 
 
 def resolve_input_shape(vi: onnx.ValueInfoProto, source: str,
-                        input_shape: tuple[int, ...] | None) -> tuple[int | None, ...]:
+                        input_shape: tuple[int, ...] | None, *, integer: bool = False) -> tuple[int | None, ...]:
     """The input's shape with the batch axis as None, filling dynamic dims from ``input_shape``. A declared dim of 0 or
-    less is invalid (an empty axis; ONNX Runtime refuses every input for it), not dynamic."""
+    less is invalid (an empty axis; ONNX Runtime refuses every input for it), not dynamic. ``integer``: token ids
+    (rank 2 and up, integer elements) rather than a float input."""
     ttype = vi.type.tensor_type
-    if ttype.elem_type != onnx.TensorProto.FLOAT:
+    if not integer and ttype.elem_type != onnx.TensorProto.FLOAT:
         raise ModelError(f"{source}: input '{vi.name}' has element type "
                          f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}; relevance is computed for float32 "
                          "inputs only")

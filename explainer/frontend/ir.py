@@ -27,11 +27,12 @@ class CNode:
 
 @dataclass
 class CanonicalGraph:
-    """A canonical, single-input, single-output classifier graph with static per-sample shapes.
+    """A canonical, single-output graph with static per-sample shapes, explaining one input tensor.
 
     ``shapes`` maps every data tensor to its full shape at batch size 1 (the batch axis is always axis 0).
     ``opset`` is the model's default-domain opset (the relevance graph is emitted at ``max(17, opset)``).
-    ``reference`` holds an input and the original model's pre-softmax scores for it, to verify rewritten graphs.
+    ``reference`` holds inputs (name -> array, one sample) and the original model's pre-softmax scores for them, to
+    verify rewritten graphs.
     """
 
     input_name: str
@@ -45,10 +46,23 @@ class CanonicalGraph:
     source_ops: dict[str, int] = field(default_factory=dict)
     folded_ops: dict[str, int] = field(default_factory=dict)
     removed_ops: dict[str, int] = field(default_factory=dict)
-    reference: tuple[np.ndarray, np.ndarray] | None = None
+    reference: tuple[dict[str, np.ndarray], np.ndarray] | None = None
     output_shape: tuple[int, ...] = ()
     """the explained output's per-sample shape before flattening ([classes] for a score vector, [K, H, W] for
     segmentation logits); ``()`` when unknown"""
+    feeds: list[tuple[str, tuple[int, ...], int]] = field(default_factory=list)
+    """the model inputs the emitted graphs take (name, per-sample shape, ONNX element type), the explained one (or
+    the token ids) first; empty: ``input_name`` alone, float"""
+    token_input: str | None = None
+    """the token ids whose embedding lookup (a side node) computes ``input_name``"""
+    side_nodes: list[Any] = field(default_factory=list)
+    """ONNX nodes computed from fixed inputs (and the token ids) alone, emitted as they are before the canonical
+    nodes: an attention mask's arithmetic, the embedding lookup"""
+    side_consts: dict[str, np.ndarray] = field(default_factory=dict)
+    """the constants the side nodes read"""
+    fixed: dict[str, str] = field(default_factory=dict)
+    """side tensors that canonical nodes read -> a label naming the fixed inputs they come from; relevance arriving
+    there is kept and reported like a constant's"""
 
     @property
     def num_classes(self) -> int:

@@ -206,6 +206,8 @@ def _scalar_coef(ix: _Index, p: _Product, like: str) -> float | None:
 
 
 def _match(ix: _Index, root: onnx.NodeProto) -> _Match | None:
+    if root.op_type == "Where":
+        return _nan_guard(ix, root)
     if root.op_type == "Add":
         return _layernorm_with_bias(ix, root) or _layernorm_batchnorm_form(ix, root)
     if root.op_type not in ("Mul", "Div"):
@@ -219,6 +221,19 @@ def _match(ix: _Index, root: onnx.NodeProto) -> _Match | None:
 
 
 # --- element-wise activations -----------------------------------------------------------------------------------
+
+
+def _nan_guard(ix: _Index, root: onnx.NodeProto) -> _Match | None:
+    """Where(IsNaN(y), c, y) with a constant c (transformers' guard against fully masked attention rows): y itself
+    wherever the model's output is finite, which verification checks on the reference input."""
+    if len(root.input) != 3:
+        return None
+    isnan = ix.node(root.input[0], "IsNaN")
+    if isnan is None or root.input[2] != isnan.input[0] or root.input[1] not in ix.consts \
+            or root.input[2] not in ix.data:
+        return None
+    fused = helper.make_node("Identity", [root.input[2]], [root.output[0]], name=root.name)
+    return _Match("NaN guard Where(IsNaN(y), c, y)", "y", [isnan, root], [fused])
 
 
 def _activation(label: str, root: onnx.NodeProto, x: str, nodes: list[onnx.NodeProto], op: str,

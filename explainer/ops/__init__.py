@@ -4,8 +4,9 @@ kind composites see. Adding an op is its module plus its line in ``REGISTERED`` 
 
 ``REGISTERED`` is also the dispatch order: an ONNX op type claimed by several ops is tried in this order, and the
 first whose converter does not raise ``NotSupported`` wins (Add: Affine with a constant operand, then a residual Add;
-Mul: Affine with a constant operand, then swish/hard-swish Activation x·sigmoid(x), then a gated product
-x·sigmoid(y), which would also match swish, then any other Product of two activations; MatMul: Dense with a constant
+Mul: Affine with a constant operand, then FixedScale by a tensor computed from fixed inputs, then swish/hard-swish
+Activation x·sigmoid(x), then a gated product x·sigmoid(y), which would also match swish, then any other Product of
+two activations; MatMul: Dense with a constant
 weight, then a MatMul of two activations; ReduceMean: GlobalAveragePool over the spatial axes, then Reduce). Ops that
 only vanish (``aliases.py``) claim last: a final Softmax, which the Softmax op refuses.
 """
@@ -19,6 +20,7 @@ from explainer.ops import (
     concat,
     conv,
     dense,
+    fixed_scale,
     gated_mul,
     layernorm,
     lrn,
@@ -39,6 +41,7 @@ REGISTERED: tuple[type[Op], ...] = (
     conv.Conv,
     dense.Dense,
     affine.Affine,
+    fixed_scale.FixedScale,
     activation.Activation,
     maxpool.MaxPool,
     avgpool.AveragePool,

@@ -54,7 +54,8 @@ def _value_info(name: str, shape: list) -> onnx.ValueInfoProto:
 
 def _make_model(graph: CanonicalGraph, b: GraphBuilder, outputs: list[onnx.ValueInfoProto],
                 extra_inputs: list[onnx.ValueInfoProto], name: str) -> InMemoryModel:
-    inputs = [_value_info(graph.input_name, [BATCH, *graph.input_shape])] + extra_inputs
+    feeds = graph.feeds or [(graph.input_name, graph.input_shape, TensorProto.FLOAT)]
+    inputs = [helper.make_tensor_value_info(n, elem, [BATCH, *shape]) for n, shape, elem in feeds] + extra_inputs
     g = helper.make_graph(b.nodes, name, inputs, outputs)
     opset = output_opset(graph)
     ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
@@ -62,9 +63,22 @@ def _make_model(graph: CanonicalGraph, b: GraphBuilder, outputs: list[onnx.Value
 
 
 def _emit_forward(graph: CanonicalGraph, ctx: EmitContext) -> None:
-    ctx.b.reserve(graph.input_name)
+    """The side nodes as the model has them (they compute the fixed tensors and a token model's embedding), then
+    each canonical node's forward."""
+    b = ctx.b
+    b.reserve(graph.input_name)
+    for name, _, _ in graph.feeds:
+        b.reserve(name)
+    for name, value in graph.side_consts.items():
+        b.arrays[b.reserve(name)] = value
+    for node in graph.side_nodes:
+        for name in node.output:
+            b.reserve(name)
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        b.nodes.append(copy)
     for node in graph.nodes:
-        ctx.b.reserve(node.output)
+        b.reserve(node.output)
     for node in graph.nodes:
         OPS[node.op].forward(ctx, node)
 
@@ -112,6 +126,9 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
         for name, r_in in zip(node.inputs, results):
             if r_in is not None:
                 relevance.setdefault(name, []).append(r_in)
+    for name, label in graph.fixed.items():
+        if relevance.get(name):
+            ctx.absorb(label, b.sum(relevance[name], "fixed_relevance"))
     incoming = relevance.get(graph.input_name)
     if incoming:
         r = b.sum(incoming, "input_relevance")
