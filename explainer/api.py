@@ -19,7 +19,7 @@ import onnx
 
 from explainer.errors import ExplainerError, InputError, ModelError, describe
 from explainer.frontend.canonicalise import canonicalise
-from explainer.frontend.inputs import select_output
+from explainer.frontend.inputs import companion_default, select_output
 from explainer.frontend.ir import CanonicalGraph
 from explainer.images.spec import channel_sum
 from explainer.lrp.composites import AUTO, Composite, Seed, default_method, input_bounds, make_composite
@@ -841,15 +841,14 @@ def _canonicalise(model: InMemoryModel, source: str, input_shape: tuple[int, ...
 
 
 def default_feed(name: str, n: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
-    """The value a text model's companion input takes when it is not given, as tokenizers' defaults have it: an
-    attention mask (a name with 'mask') all ones, token types (a name with 'token_type' or 'segment') all zeros,
-    position ids 0..T-1; None for any other input (it must be given)."""
-    lowered = name.lower()
-    if "mask" in lowered:
+    """The value of a text model's companion input that is not given (``companion_default``), for ``n`` samples;
+    None for any other input (it must be given)."""
+    default = companion_default(name)
+    if default == "all ones":
         return np.ones((n, *shape), dtype)
-    if "token_type" in lowered or "segment" in lowered:
+    if default == "all zeros":
         return np.zeros((n, *shape), dtype)
-    if "position" in lowered and len(shape) == 1 and dtype.kind in "iu":
+    if default is not None and len(shape) == 1 and dtype.kind in "iu":
         return np.broadcast_to(np.arange(shape[0], dtype=dtype), (n, *shape)).copy()
     return None
 

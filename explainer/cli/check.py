@@ -19,6 +19,8 @@ HELP = "report whether a model can be explained (inputs and outputs, layout, ops
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="ONNX model file")
     add_output_option(p)
+    p.add_argument("--input", metavar="NAME", help="the input that receives relevance when the model has several "
+                                                   "(default: the one float input, else the token ids)")
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--size", type=image_size, metavar="N|HxW",
                        help="input size for models with dynamic dims, as for the other commands: N or HxW, e.g. 224 "
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         shape = tuple(args.input_shape) if args.input_shape else None
         if shape:
             check_tensor(shape, "--input-shape: an input")
-    report = check_model(args.model, input_shape=shape, output=args.output)
+    report = check_model(args.model, input_shape=shape, output=args.output, input=args.input)
     # names in the report come from the model: escape them before the lines are joined, so each line printed is
     # one line of the report and a name cannot add one
     shown = dataclasses.replace(report, **{f.name: _escaped(getattr(report, f.name))

@@ -9,7 +9,15 @@ import onnx
 
 from explainer.errors import ExplainerError, InputError, UnsupportedOpError, shorten
 from explainer.frontend.canonicalise import canonicalise
-from explainer.frontend.inputs import DEFAULT_DOMAINS, detect_layout, final_sigmoid, image_input, select_output
+from explainer.frontend.inputs import (
+    DEFAULT_DOMAINS,
+    companion_default,
+    detect_layout,
+    final_sigmoid,
+    image_input,
+    pin_inputs,
+    select_output,
+)
 from explainer.frontend.ir import CanonicalGraph
 from explainer.onnx_io import load_model
 from explainer.ops import CONVERTERS
@@ -58,15 +66,17 @@ def _describe(vi: onnx.ValueInfoProto) -> str:
 
 
 def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape: tuple[int, ...] | None = None,
-                base_dir: str | os.PathLike | None = None, output: str | None = None) -> CheckReport:
+                base_dir: str | os.PathLike | None = None, output: str | None = None,
+                input: str | None = None) -> CheckReport:
     """Inspect ``model``; never raises for model problems (they end up in ``error``), only for unreadable files.
     ``base_dir``: the folder of the external data of a model given as bytes or a ModelProto (see ``load_model``);
     ``output``: the output to explain (default: the first; a name the model lacks is an InputError). Every other
-    output (up to ``_OTHER_OUTPUTS``) is canonicalised too, to say whether it could be explained instead."""
+    output (up to ``_OTHER_OUTPUTS``) is canonicalised too, to say whether it could be explained instead. ``input``:
+    the input that receives relevance when the model has several (see ``pin_inputs``)."""
     proto, source = load_model(model, base_dir)
     inits = {t.name for t in proto.graph.initializer}
     graph_inputs = [i for i in proto.graph.input if i.name not in inits]
-    inputs = [f"{_describe(i)}: {_input_status(i, len(graph_inputs))}" for i in graph_inputs]
+    inputs = [f"{_describe(i)}: {status}" for i, status in zip(graph_inputs, _input_roles(proto, source, input))]
     names = [o.name for o in proto.graph.output]
     chosen = output if output is not None else (names[0] if names else None)
     if output is not None and output not in names:
@@ -81,9 +91,12 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
     except ExplainerError:
         pass
     error, changes, folded, removed, unsupported, reasons = None, [], {}, {}, {}, {}
+    side: Counter = Counter()
     try:
-        graph = _canonical(proto, source, input_shape, chosen)
+        graph = _canonical(proto, source, input_shape, chosen, input)
         changes, folded, removed, layout = graph.changes, graph.folded_ops, graph.removed_ops, graph.layout
+        side = Counter(n.op_type for n in graph.side_nodes if n.op_type != "Concat" or not n.output[0].endswith(
+            "__rest"))
     except UnsupportedOpError as exc:
         error, unsupported, reasons = str(exc), exc.by_op, exc.reasons
     except ExplainerError as exc:
@@ -102,6 +115,8 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
             status = _unsupported(op, unsupported[op], reasons, count)
         elif op in folded and folded[op] == count:
             status = "folded (constant/shape computation)"
+        elif side[op] and side[op] + folded.get(op, 0) >= count:
+            status = "run as is on the fixed inputs (no relevance passes it)"
         elif op in removed and removed[op] == count:
             status = "removed (no effect on the explanation)"
         elif op in CONVERTERS:
@@ -124,7 +139,7 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
         elif i > _OTHER_OUTPUTS:
             status = "not checked"
         else:
-            status = _output_status(proto, source, input_shape, vi.name)
+            status = _output_status(proto, source, input_shape, vi.name, input)
         outputs.append(f"{_describe(vi)}: {status}")
     return CheckReport(source, inputs, outputs, layout, ops, changes, error, model_family(proto))
 
@@ -134,37 +149,54 @@ _OTHER_OUTPUTS = 8
 
 
 def _canonical(proto: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None,
-               output: str | None) -> CanonicalGraph:
+               output: str | None, input: str | None = None) -> CanonicalGraph:
     """The canonical graph explaining ``output``; ``proto`` is copied first where picking the output changes it."""
     if output is not None and (len(proto.graph.output) > 1 or final_sigmoid(proto, output) is not None):
         work = onnx.ModelProto()
         work.CopyFrom(proto)
         picked = select_output(work, output, source)
-        graph = canonicalise(work, source, input_shape=input_shape)
+        graph = canonicalise(work, source, input_shape=input_shape, input=input)
         graph.changes[:0] = picked
         return graph
-    return canonicalise(proto, source, input_shape=input_shape)
+    return canonicalise(proto, source, input_shape=input_shape, input=input)
 
 
-def _input_status(vi: onnx.ValueInfoProto, count: int) -> str:
-    """Whether input ``vi`` (one of ``count``) receives relevance, and why not."""
-    elem = vi.type.tensor_type.elem_type
-    if elem != onnx.TensorProto.FLOAT:
-        return (f"no relevance ({onnx.TensorProto.DataType.Name(elem).lower()}: relevance is computed for float32 "
-                "inputs only)")
-    if count > 1:
-        return f"no relevance (the model has {count} inputs: only single-input models are explained)"
-    return "receives relevance"
+def _input_roles(proto: onnx.ModelProto, source: str, input: str | None) -> list[str]:
+    """For each input: whether it receives relevance (and how: token ids at their embedding), is fed as given, or
+    why neither is decided (several candidates: name one with --input)."""
+    inits = {t.name for t in proto.graph.initializer}
+    names = [i.name for i in proto.graph.input if i.name not in inits]
+    try:
+        chosen = pin_inputs(proto, source, None, input)
+    except ExplainerError as exc:
+        if "dynamic dim" not in str(exc):  # a shape that --size/--input-shape settles is reported below
+            return [f"undecided ({shorten(str(exc).removeprefix(f'{source}: '), 160)})"] * len(names)
+        chosen = None
+    roles = []
+    for name in names:
+        if chosen is None:
+            roles.append("receives relevance" if len(names) == 1 or name == input else "fed as given")
+        elif name == chosen.token_input:
+            roles.append(f"receives relevance (token ids: at their embedding lookup from '{chosen.embedding}', "
+                         "summed per token)")
+        elif name == chosen.explained.name:
+            roles.append("receives relevance")
+        else:
+            default = companion_default(name)
+            roles.append("fed as given, no relevance (fixed input" + (f"; {default} when not given)" if default
+                                                                     else ")"))
+    return roles
 
 
 def _head(proto: onnx.ModelProto, output: str) -> str:
     return " (pre-sigmoid logits: its final Sigmoid is skipped)" if final_sigmoid(proto, output) is not None else ""
 
 
-def _output_status(proto: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None, output: str) -> str:
+def _output_status(proto: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None, output: str,
+                   input: str | None = None) -> str:
     """Whether ``output`` could be explained instead (``--output``), and why not."""
     try:
-        _canonical(proto, source, input_shape, output)
+        _canonical(proto, source, input_shape, output, input)
     except ExplainerError as exc:
         return f"cannot be explained ({shorten(str(exc).removeprefix(f'{source}: '), 200)})"
     except MemoryError:

@@ -118,6 +118,20 @@ def pin_inputs(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...]
     return Inputs(explained, (first, *fixed), token_input, embedding)
 
 
+def companion_default(name: str) -> str | None:
+    """What a text model's companion input is when it is not given, as tokenizers have it: an attention mask (a name
+    with 'mask') 'all ones', token types (a name with 'token_type' or 'segment') 'all zeros', position ids
+    'positions 0..T-1'; None for any other input (it must be given)."""
+    lowered = name.lower()
+    if "mask" in lowered:
+        return "all ones"
+    if "token_type" in lowered or "segment" in lowered:
+        return "all zeros"
+    if "position" in lowered:
+        return "positions 0..T-1"
+    return None
+
+
 def model_inputs(model: onnx.ModelProto, source: str) -> list[onnx.ValueInfoProto]:
     """The model's inputs that are not initializers (at least one)."""
     inits = {t.name for t in model.graph.initializer}
