@@ -4,6 +4,7 @@ net, ``output=`` / ``--output`` pick the explained output, ``check`` lists every
 writes a line plot per signal and a bar chart per feature row."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +95,12 @@ def test_output_by_name(folder: Path) -> None:
 
 def test_int_input_is_refused(folder: Path) -> None:
     path = int_input_model(folder / "ids.onnx")
-    with pytest.raises(ModelError, match="element type INT64; relevance is computed for float32 inputs only"):
+    message = ("input 'ids' holds integers (INT64) and feeds no embedding lookup (a Gather from a float table); "
+               "relevance needs a float input or token ids")
+    with pytest.raises(ModelError, match=re.escape(message)):
         Explainer(str(path), cache=False)
     report = check_model(path)
-    assert not report.ok and report.inputs == ["ids: int64[N, 4]: no relevance (int64: relevance is computed for "
-                                               "float32 inputs only)"]
+    assert not report.ok and report.inputs == [f"ids: int64[N, 4]: no relevance ({message})"]
 
 
 def test_check_lists_inputs_and_outputs(folder: Path) -> None:
@@ -165,7 +167,7 @@ def test_cli_bad_combinations(folder: Path, tmp_path: Path, case: str) -> None:
             "images": [model, str(tmp_path / "x.npy"), str(tmp_path / "picture.png")]}[case]
     np.save(tmp_path / "x_3d.npy", np.zeros((2, 3, 4, 5), np.float32))
     code, _, stderr = run_cli(["explain", *args, "--out", str(tmp_path / "out")])
-    expected = {"rank": "does not fit input 'x' of rank 2", "int": "relevance is computed for float32 inputs only",
+    expected = {"rank": "does not fit input 'x' of rank 2", "int": "relevance needs a float input or token ids",
                 "output": "no output 'nope'; its outputs are 'scores', 'embedding'",
                 "images": "give one .npy file (one sample or a batch), or image files and folders, not both"}[case]
     assert code == 2 and expected in stderr and len(stderr.strip().splitlines()) == 1

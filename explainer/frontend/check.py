@@ -169,8 +169,11 @@ def _input_roles(proto: onnx.ModelProto, source: str, input: str | None) -> list
     try:
         chosen = pin_inputs(proto, source, None, input)
     except ExplainerError as exc:
-        if "dynamic dim" not in str(exc):  # a shape that --size/--input-shape settles is reported below
-            return [f"undecided ({shorten(str(exc).removeprefix(f'{source}: '), 160)})"] * len(names)
+        message = shorten(str(exc).removeprefix(f"{source}: "), 160)
+        if "name the one that receives relevance" in message:
+            return ["undecided (the model has several inputs: name the explained one with --input)"] * len(names)
+        if "dynamic dim" not in message:  # a shape that --size/--input-shape settles is reported below
+            return [f"no relevance ({message})"] * len(names)
         chosen = None
     roles = []
     for name in names:

@@ -77,7 +77,7 @@ def pin_inputs(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...]
     by_name = {vi.name: vi for vi in inputs}
     if name is not None and name not in by_name:
         raise InputError(f"{source}: the model has no input '{name}'; its inputs are {_listed(inputs)}")
-    if len(inputs) == 1 and name is None:
+    if len(inputs) == 1 and name is None and inputs[0].type.tensor_type.elem_type not in _INTS:
         pinned = pin_input(model, source, input_shape)
         return Inputs(pinned, (Feed(pinned.name, pinned.shape, onnx.TensorProto.FLOAT),))
     embeddings = embedding_lookups(model)
@@ -87,7 +87,7 @@ def pin_inputs(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...]
         if len(tokens) > 1:  # token ids beside token types or positions: the lookup with the largest vocabulary
             rows = sorted((embeddings[t][1][0] for t in tokens), reverse=True)
             tokens = [t for t in tokens if embeddings[t][1][0] == rows[0]] if rows[0] > rows[1] else tokens
-        candidates = floats or tokens
+        candidates = [inputs[0].name] if len(inputs) == 1 else floats or tokens
         if len(candidates) != 1:
             raise InputError(f"{source}: the model has {len(inputs)} inputs ({_listed(inputs)}); name the one that "
                              "receives relevance (input= / --input NAME); the others are fed as given")
@@ -96,9 +96,10 @@ def pin_inputs(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...]
     elem = vi.type.tensor_type.elem_type
     if elem in _INTS:
         if name not in embeddings:
-            raise InputError(f"{source}: input '{name}' holds integers ({onnx.TensorProto.DataType.Name(elem)}) "
-                             "and feeds no embedding lookup (a Gather from a float table); relevance needs a float "
-                             "input or token ids")
+            error = InputError if len(inputs) > 1 else ModelError
+            raise error(f"{source}: input '{name}' holds integers ({onnx.TensorProto.DataType.Name(elem)}) "
+                        "and feeds no embedding lookup (a Gather from a float table); relevance needs a float "
+                        "input or token ids")
         node, table = embeddings[name]
         ids_shape = resolve_input_shape(vi, source, input_shape, integer=True)
         rows, dim = table
