@@ -35,7 +35,7 @@ README = ROOT / "README.md"
 SHIPPED = ("graphs", "examples")
 #: per command, the options whose value is an output path, not a file the command reads
 OUTPUT_OPTIONS = {"explain": ("--out",), "evaluate": ("--out",), "audit": ("--report",),
-                  "report": ("-o", "--output"), "rewrite": ("-o", "--output")}
+                  "report": ("-o", "--output"), "rewrite": ("-o", "--out")}
 #: where each command writes by default (its --out/--report folder), checked after the run
 DEFAULT_OUTPUT = {"explain": "explanations", "evaluate": "evaluation", "audit": "audit"}
 NOT_SHIPPED = {
