@@ -137,8 +137,9 @@ class Explainer:
     None, the default, keeps the method's own (logit for LRP, one-hot for gradient-like methods).
     ``provider`` is 'auto' (CUDA when a device works, else CPU), 'cpu' or 'cuda'. ``input_shape`` fills dynamic
     non-batch dims of the model's input (one float input: images, features [N, F], signals [N, C, L]). ``output``
-    names the output to explain when the model has several (default: the first); a final Sigmoid before it
-    (multi-label heads, also behind a reshape) is skipped like a final Softmax, and ``changes`` says so.
+    names the output to explain when the model has several (default: the first); its final Sigmoid, Softmax or
+    LogSoftmax heads (multi-label heads; also behind reshapes and concatenations) are skipped, and ``changes`` says
+    so. A float16/bfloat16 model is computed in float32 (``changes`` says how far that moves its scores).
     ``source`` names the model in messages when it is passed as a ModelProto.
     ``base_dir`` is the folder that external data of a model given as bytes or a ModelProto is read from (without
     it, such a model's external data is an error; a model file's is read from the file's own folder).
@@ -487,12 +488,15 @@ class Explainer:
 
     def _check_float_input(self, x: Any) -> np.ndarray:
         """``x`` as a contiguous float32 batch of the model's input shape. Only real numbers are accepted (integers
-        and floats): booleans, complex numbers (whose imaginary part would be dropped) and objects are refused, as
-        are values beyond float32's range (they would become Inf)."""
+        and floats, float16 and bfloat16 too: a float16/bfloat16 model is computed in float32): booleans, complex
+        numbers (whose imaginary part would be dropped) and objects are refused, as are values beyond float32's range
+        (they would become Inf)."""
         try:
             x = np.asarray(x)
         except (ValueError, TypeError) as exc:
             raise InputError(f"input is not an array of numbers ({' '.join(str(exc).split())[:200]})") from None
+        if x.dtype.name == "bfloat16":  # ml_dtypes' bfloat16 (NumPy kind 'V')
+            x = x.astype(np.float32)
         if x.dtype.kind not in "iuf":
             raise InputError(f"input must be real numeric values (integers or floats), got dtype {x.dtype}")
         if x.dtype != np.float32:

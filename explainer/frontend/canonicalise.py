@@ -2,9 +2,10 @@
 
 ``canonicalise`` is a list of passes, each a small function with a small result:
 
-0. ``inline_functions``: calls of model-local functions become their bodies, so that a function made of supported
-   ops is explained (and one that is not is refused by op and node); ``check_tensors`` refuses tensor data that does
-   not fit its declared shape;
+0. ``to_float32``: a float16/bfloat16 model (weights, inputs, casts) is computed in float32, and how far that moves
+   its scores is measured (``precision.py``); ``inline_functions``: calls of model-local functions become their
+   bodies, so that a function made of supported ops is explained (and one that is not is refused by op and node);
+   ``check_tensors`` refuses tensor data that does not fit its declared shape;
 1. ``pin_inputs``: the input that receives relevance (an image, features, a signal, or token ids, whose embedding
    lookup's output is then the explained tensor) and its static per-sample shape (the batch axis is pinned to 1 for
    folding), and every other input as a fixed feed, after ``refuse_subgraphs``; ``model_output`` names the output
@@ -47,6 +48,7 @@ from explainer.frontend.fold import Folded, fold, run_model
 from explainer.frontend.inputs import DEFAULT_DOMAINS, Inputs, PinnedInput, image_input, model_opset, pin_inputs
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.frontend.patterns import fuse_patterns
+from explainer.frontend.precision import to_float32
 from explainer.frontend.simplify import simplify
 from explainer.frontend.unbind import hoist_unbind, merge_batch_transposes
 from explainer.limits import check_tensor, tensor_bytes
@@ -73,6 +75,8 @@ def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int,
     """Canonical graph of ``model``; raises ModelError / UnsupportedOpError naming every node at fault. ``weights``
     holds the values of the initializers that ``model`` keeps outside the protobuf (``InMemoryModel.from_loaded``).
     ``input`` names the input that receives relevance when the model has several (see ``pin_inputs``)."""
+    precision = to_float32(model, weights, source)
+    model, weights = precision.model, precision.weights
     model, inlined = inline_functions(model, source)
     refuse_subgraphs(model, source)
     check_tensors(model, source)
@@ -88,6 +92,7 @@ def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int,
     fused = fuse_patterns(folded)
     chain = output_chain(folded, output)
     reference = Reference(feeds, run_model(model, folded.consts, feeds, chain, source))
+    precise = precision.changes + [line for line in [precision.deviation(feeds)] if line]
     fixed = fixed_tensors(folded, inputs)
     side_nodes, side_consts = side_graph(model, folded, inputs, list(fixed), source)
     converted = convert(model, folded, chain, source, fixed)
@@ -96,7 +101,7 @@ def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int,
     cg = CanonicalGraph(input_name=image.name, input_shape=image.shape, layout=image.layout,
                         output_name=scores.output, output_shape=out_shape or (folded.shapes[scores.output][-1],),
                         nodes=scores.nodes, shapes=folded.shapes, opset=model_opset(model),
-                        changes=inlined + describe_folding(folded) + rewritten + fused + scores.changes,
+                        changes=precise + inlined + describe_folding(folded) + rewritten + fused + scores.changes,
                         source_ops=dict(Counter(n.op_type for n in model.graph.node)),
                         folded_ops=dict(folded.folded_ops), removed_ops=dict(scores.removed_ops + folded.unused_ops),
                         reference=reference_logits(model, folded, reference, converted.output, source, inputs),

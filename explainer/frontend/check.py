@@ -9,16 +9,17 @@ import onnx
 
 from explainer.errors import ExplainerError, InputError, UnsupportedOpError, shorten
 from explainer.frontend.canonicalise import canonicalise
+from explainer.frontend.heads import final_heads
 from explainer.frontend.inputs import (
     DEFAULT_DOMAINS,
     companion_default,
     detect_layout,
-    final_sigmoid,
     image_input,
     pin_inputs,
     select_output,
 )
 from explainer.frontend.ir import CanonicalGraph
+from explainer.frontend.precision import REDUCED, to_float32
 from explainer.onnx_io import load_model
 from explainer.ops import CONVERTERS
 
@@ -104,11 +105,12 @@ def check_model(model: str | os.PathLike | onnx.ModelProto | bytes, input_shape:
     except MemoryError:
         error = f"{source}: not enough memory to read the model's graph"
     local = {f"{f.domain}.{f.name}" for f in proto.functions}
-    skipped = final_sigmoid(proto, chosen) is not None if chosen is not None and error is None else False
+    heads = Counter(h.node.op_type for h in final_heads(proto, chosen)) if chosen is not None and error is None \
+        else Counter()
     ops = []
     for op, count in sorted(counts.items()):
-        if skipped and op == "Sigmoid" and count == 1:
-            status = "removed (the final Sigmoid: explained from the pre-sigmoid logits)"
+        if op in heads and heads[op] == count:
+            status = f"removed (the final {op}: explained from the pre-{_ACTIVATION[op]} logits)"
         elif op in local:
             status = "model-local function (inlined)"
         elif op in unsupported:
@@ -151,7 +153,7 @@ _OTHER_OUTPUTS = 8
 def _canonical(proto: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None,
                output: str | None, input: str | None = None) -> CanonicalGraph:
     """The canonical graph explaining ``output``; ``proto`` is copied first where picking the output changes it."""
-    if output is not None and (len(proto.graph.output) > 1 or final_sigmoid(proto, output) is not None):
+    if output is not None and (len(proto.graph.output) > 1 or final_heads(proto, output)):
         work = onnx.ModelProto()
         work.CopyFrom(proto)
         picked = select_output(work, output, source)
@@ -166,8 +168,10 @@ def _input_roles(proto: onnx.ModelProto, source: str, input: str | None) -> list
     why neither is decided (several candidates: name one with --input)."""
     inits = {t.name for t in proto.graph.initializer}
     names = [i.name for i in proto.graph.input if i.name not in inits]
+    reduced = {i.name: REDUCED[i.type.tensor_type.elem_type] for i in proto.graph.input
+               if i.type.tensor_type.elem_type in REDUCED}
     try:
-        chosen = pin_inputs(proto, source, None, input)
+        chosen = pin_inputs(to_float32(proto, source=source).model, source, None, input)
     except ExplainerError as exc:
         message = shorten(str(exc).removeprefix(f"{source}: "), 160)
         if "name the one that receives relevance" in message:
@@ -183,7 +187,8 @@ def _input_roles(proto: onnx.ModelProto, source: str, input: str | None) -> list
             roles.append(f"receives relevance (token ids: at their embedding lookup from '{chosen.embedding}', "
                          "summed per token)")
         elif name == chosen.explained.name:
-            roles.append("receives relevance")
+            roles.append("receives relevance" + (f" (computed in float32; the input is {reduced[name]})"
+                                                 if name in reduced else ""))
         else:
             default = companion_default(name)
             roles.append("fed as given, no relevance (fixed input" + (f"; {default} when not given)" if default
@@ -191,8 +196,18 @@ def _input_roles(proto: onnx.ModelProto, source: str, input: str | None) -> list
     return roles
 
 
+#: what a final head maps its scores through, by op
+_ACTIVATION = {"Sigmoid": "sigmoid", "Softmax": "softmax", "LogSoftmax": "softmax"}
+
+
 def _head(proto: onnx.ModelProto, output: str) -> str:
-    return " (pre-sigmoid logits: its final Sigmoid is skipped)" if final_sigmoid(proto, output) is not None else ""
+    heads = final_heads(proto, output)
+    if not heads:
+        return ""
+    ops = sorted({h.node.op_type for h in heads})
+    kinds = "/".join(dict.fromkeys(_ACTIVATION[op] for op in ops))
+    what = f"final {'/'.join(ops)} is" if len(heads) == 1 else f"{len(heads)} final {'/'.join(ops)} heads are"
+    return f" (pre-{kinds} logits: its {what} skipped)"
 
 
 def _output_status(proto: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None, output: str,

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from explainer.errors import InputError, ModelError
+from explainer.frontend.heads import skip_heads
 from explainer.limits import check_tensor
 
 #: the names of ONNX's default operator domain
@@ -307,30 +308,17 @@ def detect_layout(model: onnx.ModelProto, vi: onnx.ValueInfoProto, shape: tuple[
     return "NCHW"
 
 
-#: ops that pass the scores through unchanged in value between a final Sigmoid and the model's output
-_AFTER_SIGMOID = {"Identity", "Dropout", "Cast", "Flatten", "Reshape", "Squeeze", "Unsqueeze"}
-
-
 def output_names(model: onnx.ModelProto) -> list[str]:
     """The model's outputs, by name, in order."""
     return [o.name for o in model.graph.output]
 
 
-def final_sigmoid(model: onnx.ModelProto, output: str) -> onnx.NodeProto | None:
-    """The Sigmoid node that ``output`` is computed from through reshapes, flattens and casts alone, if any."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    name = output
-    while name in producers and producers[name].op_type in _AFTER_SIGMOID and producers[name].input:
-        name = producers[name].input[0]
-    node = producers.get(name)
-    return node if node is not None and node.op_type == "Sigmoid" and node.domain in DEFAULT_DOMAINS else None
-
-
 def select_output(model: onnx.ModelProto, output: str | None, source: str) -> list[str]:
-    """Make ``output`` (default: the first) the model's only output, and turn a final Sigmoid before it (also behind
-    reshapes, flattens and casts) into an Identity, so that a multi-label head is explained from its pre-sigmoid
-    logits as a final Softmax is. Changes ``model`` in place (pass a copy the caller owns); returns what it changed,
-    in words. A name the model has no output of is an InputError listing the outputs there are."""
+    """Make ``output`` (default: the first) the model's only output, and take the final Sigmoid/Softmax/LogSoftmax
+    heads before it out (also behind reshapes, flattens, casts and concatenations: ``heads.skip_heads``), so that a
+    multi-label head is explained from its pre-sigmoid logits and a classifier from its pre-softmax ones. Changes
+    ``model`` in place (pass a copy the caller owns); returns what it changed, in words. A name the model has no
+    output of is an InputError listing the outputs there are."""
     names = output_names(model)
     if output is not None and not isinstance(output, str):
         raise InputError(f"output must be the name of one of the model's outputs, got {output!r}")
@@ -349,9 +337,4 @@ def select_output(model: onnx.ModelProto, output: str | None, source: str) -> li
         del model.graph.output[:]
         model.graph.output.append(chosen)
         changes.append(f"explained output '{output}' (of {len(names)}: {', '.join(names)})")
-    node = final_sigmoid(model, output)
-    if node is not None:
-        node.op_type = "Identity"
-        changes.append(f"skipped the final Sigmoid '{node.name or node.output[0]}' of output '{output}': a multi-label "
-                       "head is explained from its pre-sigmoid logits")
-    return changes
+    return changes + skip_heads(model, output)
