@@ -147,8 +147,8 @@ def test_the_rules_find_the_readme_commands():
 
 
 def test_output_options_are_per_command():
-    """``--output`` is the written file of ``report``/``rewrite`` but the explained model output of ``check`` and
-    ``explain``, whose value is then neither read nor written."""
+    """``--output`` is the written file of ``report`` but the explained model output of ``check``, ``explain`` and
+    ``rewrite`` (whose file is ``-o``/``--out``), whose value is then neither read nor written."""
     check = shlex.split("explainer check graphs/wine_mlp.onnx --output logits")
     assert written_path(check) is None and read_paths(check) == ["graphs/wine_mlp.onnx"]
     explain = shlex.split("explainer explain graphs/x.onnx examples/rows.npy --output scores --out out/")
@@ -156,7 +156,7 @@ def test_output_options_are_per_command():
     assert written_path(shlex.split("explainer explain m.onnx rows.npy")) == "explanations"
     report = shlex.split("explainer report explanations audit -o pages/report.html")
     assert written_path(report) == "pages/report.html" and read_paths(report) == []
-    rewrite = shlex.split("explainer rewrite graphs/x.onnx --method lrp-0 --output out/relevance.onnx")
+    rewrite = shlex.split("explainer rewrite graphs/x.onnx --method lrp-0 --output scores --out out/relevance.onnx")
     assert written_path(rewrite) == "out/relevance.onnx" and read_paths(rewrite) == ["graphs/x.onnx"]
     audit = shlex.split("explainer audit graphs/x.onnx examples/ --report ci/audit")
     assert written_path(audit) == "ci/audit" and read_paths(audit) == ["graphs/x.onnx", "examples/"]

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "input, else the token ids); the others are fixed inputs")
     p.add_argument("--text", action="append", metavar="TEXT",
                    help="a text to explain (repeatable), tokenised with the tokenizer next to the model or "
-                        "--tokenizer; instead of token ids from a file")
+                        "--tokenizer; instead of token ids from a file (default: none)")
     p.add_argument("--tokenizer", metavar="PATH",
                    help="a tokenizer.json, or a folder holding one (default: <model>.tokenizer.json or "
                         "tokenizer.json beside the model); needs the 'tokenizers' package")

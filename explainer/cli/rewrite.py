@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_options(p, seed_mode=True)
     add_preprocess_options(p)
     add_output_option(p)
-    p.add_argument("--input", metavar="NAME", help="the input that receives relevance when the model has several")
+    p.add_argument("--input", metavar="NAME", help="the input that receives relevance when the model has several "
+                                                   "(default: the one float input, else the token ids)")
     p.add_argument("-o", "--out", required=True, metavar="FILE.onnx", help="where to write the relevance graph")
     p.add_argument("--force", action="store_true",
                    help="allow -o to replace the model being rewritten (or its external-data file)")
