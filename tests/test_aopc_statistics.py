@@ -6,7 +6,7 @@ import pytest
 
 from explainer.errors import InputError
 from explainer.evaluation.audit import audit_decision, audit_markdown
-from explainer.evaluation.statistics import add_statistics, bootstrap_weights, interval
+from explainer.evaluation.statistics import Resamples, add_statistics, interval
 
 
 def report_from(per_image_aopc: dict[str, np.ndarray], steps: int = 3) -> dict:
@@ -29,12 +29,23 @@ def paired_example(images: int = 40) -> dict[str, np.ndarray]:
 
 def test_interval_contains_the_point_estimate_and_narrows_with_confidence() -> None:
     values = np.random.default_rng(0).exponential(size=(25, 4))
-    weights = bootstrap_weights(25, seed=3)
+    weights = Resamples(25, seed=3)
     wide, narrow = interval(values, weights, 0.99), interval(values, weights, 0.5)
     for k in range(4):
         assert wide["low"][k] < narrow["low"][k] <= wide["mean"][k] <= narrow["high"][k] < wide["high"][k]
     np.testing.assert_allclose(wide["mean"], values.mean(axis=0), atol=1e-12)
-    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(weights.means(values), weights.means(values))  # the same resamples every call
+
+
+def test_resamples_are_drawn_a_block_at_a_time_with_the_same_result(monkeypatch) -> None:
+    """Memory stays flat in the number of images (a block of resamples at a time), and the blocks change nothing."""
+    import explainer.evaluation.statistics as statistics
+
+    values = np.random.default_rng(1).normal(size=(40, 3))
+    whole = statistics.Resamples(40, 200, seed=5).means(values)
+    monkeypatch.setattr(statistics, "_BLOCK_BYTES", 40 * 32 * 7)  # 7 resamples per block
+    np.testing.assert_array_equal(statistics.Resamples(40, 200, seed=5).means(values), whole)
+    assert whole.shape == (200, 3) and np.all(whole.min(axis=0) >= values.min(axis=0))
 
 
 def test_the_gain_over_random_is_paired_per_image() -> None:

@@ -145,12 +145,12 @@ def run_study(model: str, images: np.ndarray, names: list[str], low: Any, high: 
     from explainer import Explainer
     from explainer.evaluation.complexity import histogram_entropy, png_bytes
     from explainer.evaluation.region_perturbation import Comparison
-    from explainer.evaluation.statistics import bootstrap_weights, interval
+    from explainer.evaluation.statistics import Resamples, interval
     start = time.time()
     maps = heatmaps_of(model, images, low, high, protocol["region"])
     print(f"heatmaps of {len(maps)} methods and controls in {time.time() - start:.0f} s")
     score = Explainer(model, "gradient", low=low, high=high).forward
-    weights = bootstrap_weights(len(images), seed=SEED)
+    weights = Resamples(len(images), seed=SEED)
     summary: dict[str, Any] = {"settings": {
         "protocol": "docs/aopc.md", "methods": list(maps), "control_method": CONTROL_METHOD,
         "signal_norm": SIGNAL_NORM, "blob_sigma_regions": BLOB_SIGMA_REGIONS, "early_steps": EARLY_STEPS,

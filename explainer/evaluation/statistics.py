@@ -29,27 +29,42 @@ RESAMPLES = 2000
 CONFIDENCE = 0.95
 
 
-def bootstrap_weights(images: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
-    """(resamples, images) weights, each row the counts of one resample of the images divided by their number: the
-    mean of a resample of per-image values v is ``weights @ v``."""
-    if images < 1 or resamples < 1:
-        raise InputError(f"the bootstrap needs at least one image and one resample; got {images} and {resamples}")
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x5A3E,)))
-    draws = rng.integers(0, images, size=(resamples, images))
-    counts = np.zeros((resamples, images))
-    np.add.at(counts, (np.arange(resamples)[:, None], draws), 1.0)
-    return counts / images
+#: bytes of resampled values held at once: the resamples are drawn and averaged a block at a time, so that memory
+#: stays flat in the number of images (the full index table would take resamples × images × 8 bytes)
+_BLOCK_BYTES = 16 * 2**20
 
 
-def interval(values: np.ndarray, weights: np.ndarray, confidence: float = CONFIDENCE) -> dict[str, Any]:
+class Resamples:
+    """``resamples`` bootstrap resamples of ``images`` image indices (with replacement), drawn from ``seed``: the
+    same resamples every time :meth:`means` is called, so that every comparison is paired over the same draws."""
+
+    def __init__(self, images: int, resamples: int = RESAMPLES, seed: int = 0) -> None:
+        if images < 1 or resamples < 1:
+            raise InputError(f"the bootstrap needs at least one image and one resample; got {images} and {resamples}")
+        self.images, self.resamples, self.seed = int(images), int(resamples), int(seed)
+
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """(resamples, ...) the mean of ``values`` ((N,) or (N, K) per image) over each resample."""
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0x5A3E,)))
+        per_image = int(np.prod(values.shape[1:], dtype=np.int64)) * 8 + 8
+        block = max(1, min(self.resamples, _BLOCK_BYTES // (per_image * self.images)))
+        out = np.empty((self.resamples, *values.shape[1:]))
+        for start in range(0, self.resamples, block):
+            stop = min(self.resamples, start + block)
+            draws = rng.integers(0, self.images, size=(stop - start, self.images))
+            out[start:stop] = values[draws].mean(axis=1)
+        return out
+
+
+def interval(values: np.ndarray, resamples: Resamples, confidence: float = CONFIDENCE) -> dict[str, Any]:
     """Mean over images of ``values`` ((N,) or (N, K): per-image values or per-image differences) with its percentile
-    bootstrap interval under ``weights`` (:func:`bootstrap_weights`): {mean, low, high}, floats or lists of K."""
+    bootstrap interval over ``resamples``: {mean, low, high}, floats or lists of K."""
     values = np.asarray(values, dtype=np.float64)
     if not 0 < confidence < 1:
         raise InputError(f"confidence must be between 0 and 1; got {confidence!r}")
-    if values.shape[0] != weights.shape[1]:
-        raise InputError(f"{values.shape[0]} per-image values for a bootstrap over {weights.shape[1]} images")
-    means = weights @ values
+    if values.shape[0] != resamples.images:
+        raise InputError(f"{values.shape[0]} per-image values for a bootstrap over {resamples.images} images")
+    means = resamples.means(values)
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail], axis=0)
     mean = values.mean(axis=0)
@@ -70,7 +85,7 @@ def add_statistics(report: dict[str, Any], *, resamples: int = RESAMPLES, confid
     counts = {len(values) for values in aopc.values()}
     if len(counts) != 1:
         raise InputError(f"methods were evaluated on different numbers of images: {sorted(counts)}")
-    weights = bootstrap_weights(counts.pop(), resamples, seed)
+    weights = Resamples(counts.pop(), resamples, seed)
     for name, entry in methods.items():
         ci = interval(aopc[name], weights, confidence)
         entry["aopc_ci"] = [ci["low"], ci["high"]]
