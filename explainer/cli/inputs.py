@@ -127,36 +127,16 @@ def _samples(args: argparse.Namespace, ex: Any, path: Path | None) -> tuple[Any,
     """The encoded texts or token ids (an ``EncodedText``) of a token model, or the explained input's array, and
     the tokenizer (None without one)."""
     from explainer.cli.explain import read_array
-    from explainer.text import (
-        encode_texts,
-        find_tokenizer,
-        ids_as_text,
-        load_tokenizer,
-        read_token_ids,
-        special_token_id,
-    )
+    from explainer.text import text_input
 
     if not ex.vocabulary:
         x = read_array(str(path), "the input")
         return (x[None] if x.ndim == len(ex.input_shape) else x), None
-    length = ex.input_shape[0]
-    if args.text:
-        tokenizer = load_tokenizer(find_tokenizer(args.model, args.tokenizer))
-        pad = special_token_id(tokenizer, ex.metadata, "pad")
-        encoded = encode_texts(tokenizer, args.text, length, pad_id=0 if pad is None else pad)
-        for note in encoded.notes:
-            print(f"  note: {note}")
-        return encoded, tokenizer
-    tokenizer = None
-    if args.tokenizer is not None:
-        tokenizer = load_tokenizer(find_tokenizer(args.model, args.tokenizer))
-    else:
-        try:
-            tokenizer = load_tokenizer(find_tokenizer(args.model))
-        except InputError:
-            tokenizer = None  # token ids need none: tokens are shown as #<id>
-    ids = read_token_ids(path, length)
-    return ids_as_text(ids, tokenizer, special_token_id(tokenizer, ex.metadata, "pad")), tokenizer
+    encoded, tokenizer = text_input(args.model, ex.input_shape[0], texts=args.text,
+                                    ids=None if args.text else path, tokenizer=args.tokenizer, metadata=ex.metadata)
+    for note in encoded.notes:
+        print(f"  note: {note}")
+    return encoded, tokenizer
 
 
 def _explain(args: argparse.Namespace, ex: Any, feeds: dict[str, np.ndarray], encoded: Any, tokenizer: Any,
@@ -191,9 +171,7 @@ def _explain(args: argparse.Namespace, ex: Any, feeds: dict[str, np.ndarray], en
                 arrays["conservation"] = e.conservation[j]
             with writer.group() as files:
                 if ex.vocabulary:
-                    real = encoded.attention_mask[j].astype(bool)
-                    tokens = [t for t, keep in zip(encoded.tokens[j], real) if keep]
-                    words, values = merge_pieces(tokens, per_token[j][real], special)
+                    words, values = merge_pieces(*encoded.real(j, per_token[j]), special)
                     write_tokens(words, values)
                     t = int(e.target[j])
                     name = labels[t] if labels and 0 <= t < len(labels) else f"class {t}"
