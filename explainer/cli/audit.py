@@ -1,5 +1,5 @@
-"""`explainer audit MODEL IMAGE|DIR ... --method M --min-gain G [--gate mean|lower-ci] [--baseline prev.json
---max-drop D]` for CI.
+"""`explainer audit MODEL IMAGE|DIR ...|SAMPLES.npy --method M --min-gain G [--gate mean|lower-ci] [--baseline
+prev.json --max-drop D]` for CI (a .npy: feature rows, 1-D signals or token ids, as in `explainer evaluate`).
 
 Exit 0 when the method beats the random baseline by at least G (the mean gain, or with ``--gate lower-ci`` the lower
 bound of its paired bootstrap confidence interval) and has not dropped more than D below the stored baseline, 1 when
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from explainer.cli.common import add_model_options
-from explainer.cli.evaluate import add_protocol_options, input_images, run_evaluation
+from explainer.cli.evaluate import add_protocol_options, array_input, input_images, run_evaluation
 from explainer.cli.outputs import OutputPlan
 from explainer.errors import InputError
 from explainer.evaluation.audit import (
@@ -23,7 +23,7 @@ from explainer.evaluation.audit import (
     read_baseline,
 )
 from explainer.evaluation.rows import ROWS_FILE
-from explainer.lrp.composites import METHODS
+from explainer.lrp.composites import AUTO, METHODS
 
 HELP = "CI audit: fail (exit 1) when a method's AOPC does not beat random by --min-gain or drops below a baseline"
 
@@ -31,8 +31,9 @@ HELP = "CI audit: fail (exit 1) when a method's AOPC does not beat random by --m
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = "exit status: 0 the audit passed; 1 it failed; 2 bad input (checked before the evaluation runs)"
     add_model_options(p, method=False, seed_mode=True)
-    p.add_argument("--method", default="epsilon-plus-flat", choices=list(METHODS),
-                   help="method under audit (default: epsilon-plus-flat)")
+    p.add_argument("--method", choices=list(METHODS),
+                   help="method under audit (default: epsilon-plus-flat) for images; for a .npy input the model's "
+                        "default method (epsilon-plus for feature rows, attn-lrp for transformers)")
     p.add_argument("--min-gain", type=float, default=0.0, help="required AOPC(method) − AOPC(random) (default 0)")
     p.add_argument("--gate", choices=list(GATES), default="mean",
                    help="what must reach --min-gain: the mean gain over the images (default) or the lower bound of "
@@ -47,21 +48,25 @@ def run(args: argparse.Namespace) -> int:
     if args.max_drop is not None and not args.baseline:
         raise InputError("--max-drop needs --baseline")
     baseline = read_baseline(args.baseline) if args.baseline else None
-    check_audit_request(args.method, min_gain=args.min_gain, baseline=baseline, max_drop=args.max_drop,
-                        gate=args.gate)
+    method = args.method or (AUTO if array_input(args) else "epsilon-plus-flat")
+    request = dict(min_gain=args.min_gain, baseline=baseline, max_drop=args.max_drop, gate=args.gate)
+    if method != AUTO:
+        check_audit_request(method, **request)
     images = input_images(args)
     plan = OutputPlan(args.report, "--report")
     json_path, md_path, rows_path = plan.add("report.json"), plan.add("report.md"), plan.add(ROWS_FILE)
     plan.refuse_inputs([args.baseline, *images.paths, *args.manifest], models=[args.model])
-    report = run_evaluation(args, images, [args.method], ("morf",), rows=rows_path)
-    outcome = audit_decision(report, args.method, min_gain=args.min_gain, baseline=baseline, max_drop=args.max_drop,
-                             gate=args.gate)
+    report = run_evaluation(args, images, [method], ("morf",), rows=rows_path)
+    if method == AUTO:
+        method = next(name for name in report["methods"] if name != "random")
+        check_audit_request(method, **request)
+    outcome = audit_decision(report, method, **request)
     kept = f"the audit report was not written; the per-image rows are kept in {rows_path}: the same command with " \
            "--resume writes it without recomputing them"
     with plan.writing(kept=kept) as writer, writer.group() as files:
         audit_report_files(outcome, report, files)
     verdict = "PASSED" if outcome.passed else "FAILED"
-    print(f"audit {verdict}: AOPC({args.method}) = {outcome.aopc:.4f}, random = {outcome.random_aopc:.4f}, "
+    print(f"audit {verdict}: AOPC({method}) = {outcome.aopc:.4f}, random = {outcome.random_aopc:.4f}, "
           f"gain {outcome.gain:+.4f}{_interval(outcome)} (required {args.min_gain:+.4f} of the "
           f"{'lower bound' if args.gate == 'lower-ci' else 'mean'})")
     for reason in outcome.reasons:

@@ -17,6 +17,11 @@ per forward pass come from a memory budget and the model's tensor shapes (:func:
 holds does not grow with the number of images or steps. Only one method's relevance session is alive at a time once
 the previous explainer is no longer referenced (when ``evaluate`` builds the explainer itself).
 
+Feature rows, 1-D signals and token ids are evaluated by the same machinery, each sample laid out as a one-pixel-high
+image of units (one feature, a window of samples, one token) with its own replacement values
+(:mod:`explainer.evaluation.units`); their heatmaps are the relevance per feature, summed over a signal's channels
+or a token's embedding dimensions.
+
 Rows and engines: each image gives one row per method (:mod:`explainer.evaluation.rows`), computed by a
 :class:`ChunkEvaluator` from the image alone (its random draws are seeded by its index in the run), and the report
 is reduced from the rows (:func:`report_from_rows`). The local engine runs one method after the other, a chunk at a
@@ -25,6 +30,7 @@ they come (``rows=``), which is what makes a run resumable, and both give the sa
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -40,6 +46,7 @@ from explainer.errors import InputError
 from explainer.evaluation.region_perturbation import Comparison, Protocol
 from explainer.evaluation.regions import plan_regions
 from explainer.evaluation.rows import Journal
+from explainer.evaluation.units import KINDS, Units, prepare_units
 from explainer.images.spec import channel_sum
 from explainer.limits import (
     DEFAULT_EVALUATION_BYTES,
@@ -89,12 +96,13 @@ class EvaluationSizes:
     explain_bytes: int
     score_bytes: int
     budget: int
+    what: str = "image"
 
     def describe(self) -> str:
         """In words, e.g. '32 images at a time (about 1.2 MiB each to explain), perturbed images scored 128 at a
-        time (about 300 KiB each), within 1 GiB'."""
-        return (f"{self.chunk} image(s) at a time (about {format_bytes(self.explain_bytes)} each to explain), "
-                f"perturbed images scored {self.batch} at a time (about {format_bytes(self.score_bytes)} each), "
+        time (about 300 KiB each), within 1 GiB' (``what``: 'sample' for feature rows, signals, token ids)."""
+        return (f"{self.chunk} {self.what}(s) at a time (about {format_bytes(self.explain_bytes)} each to explain), "
+                f"perturbed {self.what}s scored {self.batch} at a time (about {format_bytes(self.score_bytes)} each), "
                 f"within {format_bytes(self.budget)}")
 
 
@@ -178,6 +186,7 @@ class EvaluationSpec:
     source: str
     layout: str
     region_choice: str
+    units: Units | None = None
 
     @property
     def runs(self) -> tuple[str, ...]:
@@ -188,9 +197,14 @@ class EvaluationSpec:
         """Curves per image of method ``name`` (one per order; one for ``"random"``)."""
         return 1 if name == "random" else len(self.orders)
 
+    def perturbation(self) -> Any:
+        """The replacement as the protocol takes it: ``perturb``, or for non-image inputs the units' own."""
+        return self.perturb if self.units is None else self.units.perturbation(self.perturb)
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the rows' numbers (a resumed journal must have been written with the same)."""
-        return json.loads(json.dumps({
+        units = {} if self.units is None else {"units": self.units.fingerprint()}
+        return json.loads(json.dumps({**units,
             "model": self.source, "methods": list(self.methods), "orders": list(self.orders),
             "include_random": self.include_random, "steps": self.steps, "region": self.region,
             "perturb": self.perturb if isinstance(self.perturb, str) else repr(self.perturb),
@@ -203,7 +217,8 @@ class EvaluationSpec:
     def explainer(self) -> Explainer:
         """A new explainer of the first method."""
         return Explainer(self.model, self.methods[0], provider=self.provider, input_shape=self.input_shape,
-                         low=self.low, high=self.high, seed=self.seed_mode, **self.shares[self.methods[0]])
+                         low=self.low, high=self.high, seed=self.seed_mode,
+                         input=None if self.units is None else self.units.input_name, **self.shares[self.methods[0]])
 
 
 @dataclass
@@ -231,10 +246,12 @@ class ChunkEvaluator:
         self.kept: dict[str, Explainer] | None = {} if keep_sessions else None
         self.vanished: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         self.advance = advance or (lambda done: None)
-        self.protocol = Protocol.prepare(lambda batch: self.ex.forward(batch), layout=spec.layout, steps=spec.steps,
-                                          region=spec.region, perturb=spec.perturb, low=spec.low, high=spec.high,
-                                          repeats=spec.repeats, seed=spec.seed, grid=spec.grid,
-                                          batch_size=spec.batch)
+        units = spec.units
+        self.protocol = Protocol.prepare(
+            (lambda batch: self.ex.forward(batch)) if units is None else (lambda v: self.ex.forward(units.unpack(v))),
+            layout=spec.layout, steps=spec.steps, region=spec.region, perturb=spec.perturbation(), low=spec.low,
+            high=spec.high, repeats=spec.repeats, seed=spec.seed, grid=spec.grid, batch_size=spec.batch,
+            eligible=None if units is None else units.eligible)
 
     def observe(self, images: np.ndarray, targets: np.ndarray | None = None) -> _Observed:
         """Check ``images`` and score them unperturbed: f(x0) of the ``targets`` (None: the predicted classes)."""
@@ -251,7 +268,8 @@ class ChunkEvaluator:
         else:
             ex = self._use(name)
             maps = self.protocol.check_heatmaps(
-                _heatmaps(ex, images, targets, first, self.vanished.setdefault(name, []), spec.signal_norm), images,
+                _heatmaps(ex, images, targets, first, self.vanished.setdefault(name, []), spec.signal_norm,
+                          spec.units), images,
                 f"heatmaps of method {name!r}")
             curves = {order: self.protocol.scores(images, first, targets, maps, order, self.advance)
                       for order in spec.orders}
@@ -335,7 +353,7 @@ def error_rows(failed: Mapping[int, str], paths: Sequence[Any] | None) -> list[d
 def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
              methods: Sequence[str] = ("epsilon-plus-flat", "gradient"), *, low: Any = None, high: Any = None,
              orders: Sequence[str] = ("morf",), include_random: bool = True, steps: int | None = None,
-             region: int | None = None, perturb: Any = "uniform", repeats: int = 10, seed: int = 0,
+             region: int | None = None, perturb: Any = None, repeats: int = 10, seed: int = 0,
              grid: str = "fixed", provider: str = "auto", batch_size: int = 128,
              max_memory: int | str = DEFAULT_EVALUATION_BYTES, chunk: int | None = None, progress: bool = True,
              input_shape: tuple[int, ...] | None = None, seed_mode: str | None = None,
@@ -343,9 +361,17 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
              names: tuple[str, str] = ("batch_size", "max_memory"), signal_norm: str = "l2",
              rows: str | os.PathLike | None = None, resume: bool = False, fail_fast: bool = True,
              engine: str = "local", workers: int | None = None, address: str | None = None,
-             run_settings: Mapping[str, Any] | None = None, **rule_params: Any) -> dict[str, Any]:
+             run_settings: Mapping[str, Any] | None = None, baseline: Any = None, mask_token: int | None = None,
+             unit_names: tuple[str, str] = ("steps", "region"), **rule_params: Any) -> dict[str, Any]:
     """Region-perturbation comparison of ``methods`` (plus, with ``include_random``, the random-order baseline) on
     the images ``x``: an array, or an :class:`ImageStream` read one chunk at a time.
+
+    Models on feature rows [N, F], 1-D signals [N, C, L] or token ids [N, T] take ``x`` as an array (token ids: or a
+    dict of the ids and their companions, e.g. ``attention_mask``, each [N, T]) and are evaluated with the units of
+    :mod:`explainer.evaluation.units`: ``region`` is a signal's window in samples, ``perturb`` one of
+    :data:`~explainer.evaluation.units.PERTURBATIONS` (default: the kind's first), ``baseline`` the features'
+    replacement row [F] (default: the mean of the rows), ``mask_token`` the id replacing tokens; ``unit_names`` name
+    the steps and window options in messages. ``perturb`` defaults to ``"uniform"`` for images.
 
     ``low``/``high`` are the valid input range in model input space (used for uniform noise and the zB rule).
     ``steps`` and ``region`` default to the paper's 100 steps of 9×9 regions scaled to the input (see
@@ -371,8 +397,6 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
     methods = [m for m in methods if m != "random"]
     if not methods:
         raise InputError("no method to evaluate (give at least one besides 'random')")
-    if perturb == "uniform" and (low is None or high is None):
-        raise InputError("uniform perturbation needs the valid input range low/high")
     if signal_norm not in SIGNAL_NORMS:
         raise InputError(f"signal_norm must be one of {SIGNAL_NORMS}; got {signal_norm!r}")
     if seed_mode not in (None, "logit", "one-hot"):
@@ -387,15 +411,35 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
     if engine == "ray":
         from explainer.evaluation.ray_engine import require_ray
         require_ray()
-    images = x if isinstance(x, ImageStream) else _array_stream(x)
     shares = params_for(methods, rule_params)
     ex = model if isinstance(model, Explainer) else Explainer(
         model, methods[0], provider=provider, input_shape=input_shape, low=low, high=high, seed=seed_mode,
         **shares[methods[0]])
-    height, width = ex.input_shape[1:] if ex.layout == "NCHW" else ex.input_shape[:2]
-    plan = plan_regions(height, width, steps=steps, region=region, grid=grid)
+    units = None
+    if ex.layout in KINDS:
+        if isinstance(x, ImageStream):
+            raise InputError(f"a {ex.layout} input is evaluated from an array of its samples, not an image stream")
+        units, view, perturb, plan = prepare_units(ex, x, steps=steps, region=region, grid=grid, perturb=perturb,
+                                                   baseline=baseline, mask_token=mask_token, low=low, high=high,
+                                                   names=unit_names)
+        images = _array_stream(view)
+    elif ex.layout in ("NCHW", "NHWC"):
+        if baseline is not None or mask_token is not None:
+            raise InputError("a baseline row and a mask token are for feature rows and token ids; images are "
+                             "perturbed by perturb=")
+        perturb = "uniform" if perturb is None else perturb
+        if perturb == "uniform" and (low is None or high is None):
+            raise InputError("uniform perturbation needs the valid input range low/high")
+        images = x if isinstance(x, ImageStream) else _array_stream(x)
+        height, width = ex.input_shape[1:] if ex.layout == "NCHW" else ex.input_shape[:2]
+        plan = plan_regions(height, width, steps=steps, region=region, grid=grid, names=unit_names)
+    else:
+        raise InputError(f"region perturbation takes images, feature rows, 1-D signals and token ids; input "
+                         f"'{ex.input_name}' is {ex.layout}")
     sizes = evaluation_sizes(ex, images.count, steps=plan.steps, repeats=repeats, max_memory=max_memory,
                              batch_size=batch_size, chunk=chunk, names=names)
+    if units is not None:
+        sizes = dataclasses.replace(sizes, what="sample")
     runs = len(methods) * len(orders) + include_random
     check_bytes(16 * images.count * (plan.steps + 1) * runs,
                 f"{images.count} image(s) × {plan.steps + 1} steps × {runs} curve(s): the per-image scores and class "
@@ -405,10 +449,12 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
                           steps=plan.steps, region=plan.region, perturb=perturb, low=low, high=high, repeats=repeats,
                           seed=seed, grid=grid, batch=sizes.batch, signal_norm=signal_norm, seed_mode=seed_mode,
                           provider=provider, input_shape=input_shape, shares=shares, source=ex.source,
-                          layout="NHWC" if ex.layout == "NHWC" else "NCHW", region_choice=plan.describe())
+                          layout="NHWC" if ex.layout == "NHWC" else "NCHW", region_choice=plan.describe(),
+                          units=units)
     Comparison(lambda batch: batch, list(methods), images.count, orders=orders, include_random=include_random,
-               layout=spec.layout, steps=plan.steps, region=plan.region, perturb=perturb, low=low, high=high,
-               repeats=repeats, seed=seed, grid=grid, batch_size=sizes.batch, progress=False)  # checks the protocol
+               layout=spec.layout, steps=plan.steps, region=plan.region, perturb=spec.perturbation(), low=low,
+               high=high, repeats=repeats, seed=seed, grid=grid, batch_size=sizes.batch,
+               progress=False)  # checks the protocol
     journal = _MemoryRows(spec.runs) if rows is None else Journal(
         rows, {**spec.fingerprint(), **(run_settings or {})}, spec.runs, resume=resume)
     if announce is not None:
@@ -568,7 +614,7 @@ def report_from_rows(spec: EvaluationSpec, rows: Iterable[Mapping[str, Any]], co
         raise InputError(f"no image could be evaluated: {len(lost)} of {count} failed{why}")
     comparison = Comparison(_no_model, list(spec.methods), len(complete), orders=spec.orders,
                             include_random=spec.include_random, layout=spec.layout, steps=spec.steps,
-                            region=spec.region, perturb=spec.perturb, low=spec.low, high=spec.high,
+                            region=spec.region, perturb=spec.perturbation(), low=spec.low, high=spec.high,
                             repeats=spec.repeats, seed=spec.seed, grid=spec.grid, batch_size=spec.batch,
                             progress=False)
     comparison.f0, comparison.targets, comparison.switched0 = f0[complete], targets[complete], switched0[complete]
@@ -583,13 +629,16 @@ def report_from_rows(spec: EvaluationSpec, rows: Iterable[Mapping[str, Any]], co
             entry["seed"] = seeds[name]
     settings = report["settings"]
     settings["model"] = spec.source
-    settings["score"] = ("pre-softmax logit of the class predicted on the unperturbed image"
-                         if target_source == "predicted" else "pre-softmax logit of the class given for each image")
+    sample = "image" if spec.units is None else "sample"
+    settings["score"] = (f"pre-softmax logit of the class predicted on the unperturbed {sample}"
+                         if target_source == "predicted" else f"pre-softmax logit of the class given for each {sample}")
     settings["heatmap"] = (f"channel sum (relevance) / channel {'L2 norm' if spec.signal_norm == 'l2' else 'max |g|'} "
                            "(gradient-like signals)")
     settings["signal_norm"] = spec.signal_norm
     settings["region_choice"] = spec.region_choice
     settings["seed_mode"] = spec.seed_mode or "method default"
+    if spec.units is not None:
+        settings.update(spec.units.settings(spec.perturb))
     if lost:
         settings["failed_images"] = [{"index": i, "image": path, "reason": reason} for i, (path, reason) in lost]
     return report
@@ -620,18 +669,22 @@ def image_chunks(count: int, size: int) -> list[tuple[int, int]]:
 
 
 def _heatmaps(ex: Explainer, images: np.ndarray, targets: np.ndarray, first: int,
-              vanished: list[tuple[np.ndarray, np.ndarray]], signal_norm: str) -> np.ndarray:
-    """The heatmaps of one chunk (the run's images ``first``, ...) in one relevance run. A
-    :class:`~explainer.api.LowConservationWarning` is not shown but appended to ``vanished`` as (samples' indices in
-    the run, their conservation), so that a method warns once, not once a chunk; other warnings pass."""
+              vanished: list[tuple[np.ndarray, np.ndarray]], signal_norm: str, units: Units | None = None
+              ) -> np.ndarray:
+    """The heatmaps of one chunk (the run's images ``first``, ...; for non-image inputs the views of ``units``) in
+    one relevance run. A :class:`~explainer.api.LowConservationWarning` is not shown but appended to ``vanished`` as
+    (samples' indices in the run, their conservation), so that a method warns once, not once a chunk; other warnings
+    pass."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        explanation = ex.explain(images, targets, batch_size=len(images))
+        explanation = ex.explain(images if units is None else units.unpack(images), targets, batch_size=len(images))
     for warning in caught:
         if isinstance(warning.message, LowConservationWarning):
             vanished.append((first + warning.message.samples, warning.message.conservation))
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if units is not None:
+        return units.heatmaps(explanation.relevance, ex.composite.signal, signal_norm)
     return heatmap_from_relevance(explanation.relevance, ex.layout, signal=ex.composite.signal,
                                   signal_norm=signal_norm)
 

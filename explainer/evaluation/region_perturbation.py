@@ -417,10 +417,14 @@ class Protocol:
     batch_size: int
     checked: bool = False
     buffer: np.ndarray | None = field(default=None, repr=False)
+    eligible: Callable[[np.ndarray], np.ndarray | None] | None = None
 
     @classmethod
     def prepare(cls, score_fn: Any, *, layout: str, steps: int, region: int, perturb: Any, low: Any, high: Any,
-                repeats: int, seed: int, grid: str, batch_size: int) -> Protocol:
+                repeats: int, seed: int, grid: str, batch_size: int,
+                eligible: Callable[[np.ndarray], np.ndarray | None] | None = None) -> Protocol:
+        """The checked options; ``eligible(images_chw)`` gives the (N, H, W) pixels that may be removed (None:
+        every pixel), for inputs with padding (see :mod:`explainer.evaluation.units`)."""
         if layout not in LAYOUTS:
             raise InputError(f"layout must be one of {LAYOUTS}; got {layout!r}")
         if grid not in GRIDS:
@@ -431,7 +435,7 @@ class Protocol:
                 raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}")
         perturbation = resolve_perturbation(perturb, low=low, high=high, layout=layout)
         return cls(as_score_fn(score_fn), layout, perturbation, int(steps), int(region), grid, int(repeats),
-                   int(seed), int(batch_size))
+                   int(seed), int(batch_size), eligible=eligible)
 
     def chw(self, images: np.ndarray) -> np.ndarray:
         return images if self.layout == "NCHW" else images.transpose(0, 3, 1, 2)
@@ -508,8 +512,10 @@ class Protocol:
         n, _, h, w = chw.shape
         repeats = self.repeats_for(order)
         fixed_order = None
+        eligible = None if self.eligible is None else self.eligible(chw)
         if order != "random":
-            fixed_order = order_regions(heatmaps, self.steps, size=self.region, order=order, grid=self.grid)
+            fixed_order = order_regions(heatmaps, self.steps, size=self.region, order=order, grid=self.grid,
+                                        eligible=eligible)
         blank = np.zeros((1, h, w))
         f = np.empty((n, repeats, self.steps), dtype=np.float64)
         switched = np.zeros((n, repeats, self.steps), dtype=bool)
@@ -520,7 +526,7 @@ class Protocol:
                                         np.random.SeedSequence(self.seed, spawn_key=(first + i, rep)).spawn(2))
                 if fixed_order is None:
                     boxes = order_regions(blank, self.steps, size=self.region, order="random", grid=self.grid,
-                                          rng=order_rng)[0]
+                                          rng=order_rng, eligible=None if eligible is None else eligible[i:i + 1])[0]
                 else:
                     boxes = fixed_order[i]
                 sweep.add(i, rep, boxes, self.perturbation(chw[i], noise_rng))

@@ -180,18 +180,23 @@ def order_regions(
     order: str = "morf",
     grid: str = "fixed",
     rng: np.random.Generator | None = None,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:
     """The first ``steps`` regions of each heatmap in perturbation order: int64 (N, steps, 4) boxes (top, left,
     bottom, right), bottom and right exclusive.
 
     ``heatmaps`` is (N, H, W). ``grid`` is ``"fixed"`` (default, the grid covering the whole image) or ``"sliding"``
     (greedy exclusion of overlapping windows). ``order`` is one of :data:`ORDERS`; ``"random"`` needs ``rng``.
-    Raises :class:`InputError` if an image holds fewer than ``steps`` regions.
+    ``eligible`` (N, H, W) bool, fixed grid only: cells without an eligible pixel (padding tokens) come after every
+    other cell, in every order. Raises :class:`InputError` if an image holds fewer than ``steps`` regions.
     """
     heatmaps = np.asarray(heatmaps)
     _check_arguments(heatmaps, steps, size, order, grid, rng)
+    if eligible is not None and (grid != "fixed" or np.shape(eligible) != heatmaps.shape):
+        raise InputError(f"eligible must be (N, H, W) = {heatmaps.shape} bool on the fixed grid; got shape "
+                         f"{np.shape(eligible)} on the {grid} grid")
     if grid == "fixed":
-        return _order_fixed(heatmaps, steps, size, order, rng)
+        return _order_fixed(heatmaps, steps, size, order, rng, eligible)
     if order == "lerf":
         keys = -window_region_scores(np.abs(heatmaps), size)
     elif order == "random":
@@ -229,7 +234,8 @@ def _check_arguments(
 
 
 def _order_fixed(
-    heatmaps: np.ndarray, steps: int, size: int, order: str, rng: np.random.Generator | None
+    heatmaps: np.ndarray, steps: int, size: int, order: str, rng: np.random.Generator | None,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:
     n, h, w = heatmaps.shape
     if order == "random":
@@ -237,6 +243,10 @@ def _order_fixed(
     else:
         scores = grid_region_scores(np.abs(heatmaps) if order == "lerf" else heatmaps, size).reshape(n, -1)
         ranking = np.argsort(-scores if order == "morf" else scores, axis=1, kind="stable")
+    if eligible is not None:
+        last = np.take_along_axis(grid_region_scores(eligible.astype(np.float64), size).reshape(n, -1) == 0,
+                                  ranking, axis=1)
+        ranking = np.take_along_axis(ranking, np.argsort(last, axis=1, kind="stable"), axis=1)
     (row_start, row_stop), (col_start, col_stop) = grid_cells(h, size), grid_cells(w, size)
     rows, cols = np.divmod(ranking[:, :steps], len(col_start))
     return np.stack([row_start[rows], col_start[cols], row_stop[rows], col_stop[cols]], axis=-1).astype(np.int64)

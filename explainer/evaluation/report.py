@@ -34,9 +34,13 @@ def format_table(report: Mapping[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
     settings = report.get("settings", {})
-    lines.append(f"L={settings.get('steps')} steps, {settings.get('region')}x{settings.get('region')} regions "
-                 f"({settings.get('grid')} grid), perturbation {settings.get('perturb')}, "
-                 f"{settings.get('images')} images; AOPC = {AOPC_DEFINITION}; CI: paired bootstrap over images")
+    if settings.get("unit"):  # feature rows, signals, token ids (explainer.evaluation.units)
+        units, samples = f"units: {settings['unit']}", "samples"
+    else:
+        units, samples = f"{settings.get('region')}x{settings.get('region')} regions ({settings.get('grid')} grid)", \
+            "images"
+    lines.append(f"L={settings.get('steps')} steps, {units}, perturbation {settings.get('perturb')}, "
+                 f"{settings.get('images')} {samples}; AOPC = {AOPC_DEFINITION}; CI: paired bootstrap over {samples}")
     return "\n".join(lines)
 
 

@@ -45,11 +45,12 @@ def plot_curves(report: Mapping[str, Any], path: str | Path, *, title: str | Non
             lerf = entry["curve_lerf"]
             axes.plot(range(len(lerf)), lerf, color=colour, linestyle="--", linewidth=1.2, label=f"{name} LeRF")
     settings = report.get("settings", {})
-    axes.set_xlabel("perturbation step k (regions removed)")
-    axes.set_ylabel("f(x(0)) - f(x(k)), mean over images")
-    axes.set_title(title or f"Region perturbation: {settings.get('perturb', '?')} replacement, "
-                            f"{settings.get('region', '?')}x{settings.get('region', '?')} regions, "
-                            f"{settings.get('grid', '?')} grid")
+    units = settings.get("input")  # feature rows, signals, token ids: explainer.evaluation.units
+    axes.set_xlabel(f"perturbation step k ({'units' if units else 'regions'} removed)")
+    axes.set_ylabel(f"f(x(0)) - f(x(k)), mean over {'samples' if units else 'images'}")
+    cut = f"{units}, {settings.get('region', '?')} sample(s) a unit" if units else \
+        f"{settings.get('region', '?')}x{settings.get('region', '?')} regions, {settings.get('grid', '?')} grid"
+    axes.set_title(title or f"Region perturbation: {settings.get('perturb', '?')} replacement, {cut}")
     axes.axhline(0.0, color="black", linewidth=0.5)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", loc="best")

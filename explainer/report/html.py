@@ -182,12 +182,14 @@ def _aopc_table(methods: Mapping[str, Any], audited: str | None = None) -> str:
 
 
 def _settings(settings: Mapping[str, Any]) -> str:
-    region = settings.get("region")
-    shown = [f"L = {settings.get('steps')} steps", f"{region}×{region} regions ({settings.get('grid')} grid)",
-             f"perturbation {settings.get('perturb')}", f"{settings.get('images')} images",
+    region, unit = settings.get("region"), settings.get("unit")  # unit: feature rows, signals, token ids
+    shown = [f"L = {settings.get('steps')} steps",
+             f"units: {unit}" if unit else f"{region}×{region} regions ({settings.get('grid')} grid)",
+             f"perturbation {settings.get('perturb')}", f"{settings.get('images')} {'samples' if unit else 'images'}",
              f"{settings.get('repeats')} random repeats"]
     lines = [", ".join(str(s) for s in shown)]
-    for key, what in (("aopc_definition", "AOPC"), ("score", "score"), ("model", "model")):
+    for key, what in (("aopc_definition", "AOPC"), ("score", "score"), ("replacement", "replaced by"),
+                      ("model", "model")):
         if settings.get(key) is not None:
             lines.append(f"{what}: {settings[key]}")
     return '<p class="meta muted">' + "<br>".join(escape(line) for line in lines) + "</p>"
