@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from explainer import seeds as dense
 from explainer.errors import ExplainerError, InputError, ModelError, describe
 from explainer.frontend.canonicalise import canonicalise
 from explainer.frontend.inputs import companion_default, select_output
@@ -560,10 +561,21 @@ class Explainer:
 
     __call__ = forward
 
-    def explain(self, x: Any, target: Any = None, batch_size: int | None = None, *, seed: Any = None) -> Explanation:
+    def explain(self, x: Any, target: Any = None, batch_size: int | None = None, *, seed: Any = None,
+                region: Any = None, mask: Any = None) -> Explanation:
         """Relevance of ``target`` (int or one per sample; default: the arg-max class) for the batch ``x``; or, with
         ``seed`` (an array of the output's shape, [N, classes] or [classes] for every sample), of that seed: the
-        relevance at the output as given (several classes at once, a weighting of them), ``target`` -1."""
+        relevance at the output as given (several classes at once, a weighting of them), ``target`` -1.
+        On an output map [K, H, W] (``output_shape``) ``target`` is a channel, and what is explained is a sum
+        (``explainer.seeds``): of channel ``target`` over the box ``region`` = (x0, y0, x1, y1) (output-map pixels,
+        half-open), over the [H, W] ``mask`` or over the whole map; without ``target``, of each pixel's arg-max
+        channel. It runs as a seed array (``seed`` 'array', ``target`` -1; a logit seed: the chosen logits)."""
+        if region is not None or mask is not None or (seed is None and dense.is_map(self.output_shape)):
+            if seed is not None:
+                raise InputError("pass region or mask, or seed, not both")
+            dense.pixels(self.output_shape, region, mask)  # a bad region or mask fails before any run
+            array = dense.dense_seed(self.output_shape, self.forward(x, batch_size), target, region, mask, self.seed)
+            return self.explain(x, batch_size=batch_size, seed=array)
         x = self._check_input(x)
         n = _count(x)
         if seed is not None:

@@ -111,7 +111,13 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        # explain's inputs are optional (--text needs none), so argparse takes them as empty when an option comes
+        # between the model and them (MODEL --size 32 IMAGE); they are the leftover paths
+        if extras and isinstance(getattr(args, "images", None), list) and not any(e.startswith("-") for e in extras):
+            args.images.extend(extras)
+        elif extras:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as exc:
         return int(exc.code or 0)
     with escaped_stdout(), warnings.catch_warnings():

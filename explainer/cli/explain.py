@@ -1,5 +1,7 @@
 """`explainer explain MODEL IMAGE...`: top classes, relevance (.npz), heatmap and overlay PNGs, optional SR maps;
-`explainer explain MODEL X.npy`: the same for a model on features or 1-D signals, with a bar chart or a line plot."""
+for a model whose output is a map [N, K, H, W] (segmentation, saliency), the sum of a channel over a box, a mask or
+the whole map, outlined on the pictures; `explainer explain MODEL X.npy`: the same for a model on features or 1-D
+signals, with a bar chart or a line plot."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +13,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from explainer import seeds
 from explainer.api import LOW_CONSERVATION, Explainer, LowConservationWarning
+from explainer.cli import inputs
 from explainer.cli.common import (
     ModelInput,
     add_model_options,
@@ -24,7 +28,7 @@ from explainer.cli.common import (
 )
 from explainer.cli.outputs import OutputPlan, file_stem
 from explainer.cli.text import print_error
-from explainer.errors import InputError
+from explainer.errors import InputError, describe
 from explainer.images.io import list_images
 from explainer.images.labels import find_labels, top_k
 from explainer.images.preprocess import load_batch, to_model_input
@@ -38,14 +42,25 @@ EXIT_CODES = ("exit status: 0 every image explained; 2 bad input (nothing is wri
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXIT_CODES
     add_model_options(p, seed_mode=True)
-    p.add_argument("images", nargs="+", metavar="INPUT",
-                   help="image files or folders; or, for models on features [N, F] or 1-D signals [N, C, L] (any "
-                        "model), one .npy file of float values: one sample (without the batch axis) or a batch, fed "
-                        "as it is (no preprocessing)")
+    p.add_argument("images", nargs="*", metavar="INPUT",
+                   help="image files or folders; or, for models on features [N, F], 1-D signals [N, C, L] or "
+                        "volumes (any model), one .npy file of float values: one sample (without the batch axis) or "
+                        "a batch, fed as it is (no preprocessing); or, for a token model, one file of token ids "
+                        "(.npy, or text: one sample a line) instead of --text")
     add_output_option(p)
+    inputs.add_arguments(p)
     add_preprocess_options(p)
     p.add_argument("--target", type=int, help="class to explain (default: the top class of each image or sample; "
-                                               "0 for a model with one output value, a regressor)")
+                                               "0 for a model with one output value, a regressor); for a model whose "
+                                               "output is a map [N, K, H, W]: the channel, summed over the whole map "
+                                               "or over --region/--mask (default: each pixel's arg-max channel)")
+    p.add_argument("--region", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                   help="for an output map: explain the sum over this box of the map, in the map's pixels, half-open "
+                        "(columns X0..X1-1, rows Y0..Y1-1); drawn on the pictures (default: the whole map)")
+    p.add_argument("--mask", metavar="FILE",
+                   help="for an output map: explain the sum over this mask of the map's H x W pixels (.npy of "
+                        "booleans or 0/1, or an image whose non-zero pixels are chosen); its outline is drawn "
+                        "(default: the whole map)")
     p.add_argument("--seed-file", metavar="FILE.npy",
                    help="with a .npy input: explain this array of the output's shape ([N, classes], or [classes] "
                         "for every sample) as the relevance at the output, in place of one class (several classes "
@@ -105,8 +120,14 @@ def read_images(paths: list[Path], mi: ModelInput, *, keep_going: bool) -> tuple
 
 
 def run(args: argparse.Namespace) -> int:
+    if inputs.wants_inputs_path(args):
+        return inputs.run(args)
+    if not args.images:
+        raise InputError("give image files or folders, a .npy file, or --text (for a token model)")
     arrays = [str(p).lower().endswith(".npy") for p in args.images]
     if any(arrays):
+        if args.region is not None or args.mask is not None:
+            raise InputError("--region and --mask are for image inputs of models whose output is a map")
         return run_array(args)
     for option in ("seed_file", "feature_names"):
         if getattr(args, option) is not None:
@@ -121,7 +142,10 @@ def run_images(args: argparse.Namespace) -> int:
     paths = list_images(args.images)
     plan = OutputPlan(args.out, "--out")
     stems = [plan.add_set(file_stem(p), lambda s: output_names(s, args.sr)) for p in paths]
-    plan.refuse_inputs([args.labels, *paths], models=[args.model])
+    plan.refuse_inputs([args.labels, args.mask, *paths], models=[args.model])
+    if args.region is not None and args.mask is not None:
+        raise InputError("pass --region or --mask, not both")
+    mask = read_mask(args.mask) if args.mask is not None else None
     mi = model_input(args)
     images, skipped = read_images(paths, mi, keep_going=args.keep_going)
     if not images:
@@ -129,10 +153,14 @@ def run_images(args: argparse.Namespace) -> int:
     low, high = mi.bounds(args)
     ex = Explainer(mi.proto, args.method, provider=args.provider, input_shape=mi.input_shape, low=low, high=high,
                    source=mi.source, seed=args.seed_mode, output=args.output, **rule_params(args))
+    if seeds.is_map(ex.output_shape) or args.region is not None or mask is not None:
+        run_maps(args, ex, mi, paths, stems, plan, images, mask)
+        return report_skipped(skipped, len(paths))
     labels, labels_from = find_labels(args.labels, ex.num_classes, ex.metadata)
     print(f"model {mi.source}: input {ex.layout} {list(ex.input_shape)}, {ex.num_classes} classes, "
           f"method {ex.method}, seed {ex.seed}, preprocessing {mi.describe_preprocessing()}, "
           f"provider {ex.provider}, labels: {labels_from}")
+    print_precision(ex)
     picture_size = PICTURE_SIZE if args.picture_size is None else args.picture_size
     channels_layout = "HWC" if ex.layout == "NHWC" else "CHW"
     sr_label = describe_sr_input(args.sr_input, ex.input_shape[-1 if ex.layout == "NHWC" else 0]) if args.sr else None
@@ -181,6 +209,98 @@ def run_images(args: argparse.Namespace) -> int:
     return report_skipped(skipped, len(paths))
 
 
+#: how the ``changes`` lines of a float16/bfloat16 model computed in float32 begin (``frontend.precision``)
+PRECISION = ("computed in float32", "the float32 scores")
+
+
+def print_precision(ex: Explainer) -> None:
+    """Say that a float16/bfloat16 model is computed in float32, and how far that moves its scores."""
+    for change in ex.changes:
+        if change.startswith(PRECISION):
+            print(f"  {change}")
+
+
+def read_mask(path: str) -> np.ndarray:
+    """The mask in ``path``: a .npy array as it is (``seeds.check_mask`` checks it), or an image's non-zero pixels."""
+    if path.lower().endswith(".npy"):
+        return read_array(path, "the mask")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            return np.asarray(picture.convert("L")) != 0
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError(f"{path}: cannot read the mask as a .npy array or an image ({describe(exc)})") from None
+
+
+def run_maps(args: argparse.Namespace, ex: Explainer, mi: ModelInput, paths: list[Path], stems: list[str],
+             plan: OutputPlan, images: dict[int, np.ndarray], mask: np.ndarray | None) -> None:
+    """Explain a model whose output is a map [N, K, H, W] (``explainer.seeds``): the sum of channel ``--target`` (or
+    of each pixel's arg-max channel) over ``--region``, ``--mask`` or the whole map; the pictures outline it."""
+    from explainer.pictures.heatmaps import PICTURE_SIZE
+    from explainer.pictures.regions import region_pictures
+    from explainer.sr.sr_map import describe_sr_input, sr_input, sr_map
+
+    region = tuple(args.region) if args.region is not None else None
+    shape = seeds.map_shape(ex.output_shape)
+    what = seeds.describe(shape, args.target, region, mask, mask_name=f"the mask {args.mask}")
+    chosen = seeds.pixels(shape, region, mask)
+    if args.target is not None:
+        seeds.region_seed(shape, args.target, region, mask)  # a bad channel fails before any run
+    labels, labels_from = find_labels(args.labels, shape[0], ex.metadata)
+    print(f"model {mi.source}: input {ex.layout} {list(ex.input_shape)}, output map {list(shape)} (channels, "
+          f"height, width), method {ex.method}, seed {ex.seed}, preprocessing {mi.describe_preprocessing()}, "
+          f"provider {ex.provider}, channel names: {labels_from}")
+    print(f"explained: {what}")
+    spatial = ex.input_shape[:2] if ex.layout == "NHWC" else ex.input_shape[-2:]
+    if tuple(spatial) != shape[1:]:
+        print(f"  the output map is {shape[2]}×{shape[1]} and the input {spatial[1]}×{spatial[0]}: the region is "
+              "drawn scaled onto the input (nearest output pixel)")
+    picture_size = PICTURE_SIZE if args.picture_size is None else args.picture_size
+    channels_layout = "HWC" if ex.layout == "NHWC" else "CHW"
+    sr_label = describe_sr_input(args.sr_input, ex.input_shape[-1 if ex.layout == "NHWC" else 0]) if args.sr else None
+    if sr_label:
+        print(f"SR maps computed on: {sr_label}")
+    order = sorted(images)
+    batches = [order[start:start + args.batch_size] for start in range(0, len(order), args.batch_size)]
+    with plan.writing(total=len(order)) as writer:
+        for batch in tqdm(batches, desc="explaining", unit="batch", disable=len(batches) <= 1):
+            pixels = np.stack([images[i] for i in batch])
+            x = to_model_input(pixels, mi.prep, mi.spec.layout)
+            logits = ex.forward(x).reshape(-1, *shape)
+            indicator = seeds.dense_seed(shape, logits, args.target, region, mask, seed="one-hot")
+            e = ex.explain(x, seed=indicator * logits if ex.seed == "logit" else indicator)
+            maps = e.relevance_map()
+            for j, i in enumerate(batch):
+                print(f"{paths[i]}:")
+                picked = indicator[j].astype(bool)
+                counts = picked.reshape(shape[0], -1).sum(axis=1)
+                names = ", ".join(f"{labels[k] if labels else k}: {int(c)}" for k, c in enumerate(counts) if c)
+                print(f"  explained values: {int(picked.sum())} (pixels per channel: {names}), logit sum "
+                      f"{float(logits[j][picked].sum()):.4g}")
+                arrays = {"relevance": maps[j].astype(np.float32), "relevance_channels": e.relevance[j],
+                          "relevance_channels_layout": np.array(channels_layout), "logits": logits[j],
+                          "explained": picked, "channel": np.int64(-1 if args.target is None else args.target),
+                          "seed": np.array(ex.seed)}
+                if region is not None:
+                    arrays["region"] = np.array(region, np.int64)
+                if e.conservation is not None:
+                    arrays["conservation"] = e.conservation[j]
+                    seed = "logit sum" if ex.seed == "logit" else "one-hot seed"
+                    print(f"  relevance at the input: {e.conservation[j]:.1%} of the explained {seed}")
+                sr = None
+                if args.sr:
+                    sr = sr_map(sr_input(e.relevance[j], layout=channels_layout.lower(), part=args.sr_input))
+                    arrays["sr"], arrays["sr_input"] = sr, np.array(sr_label)
+                pictures = region_pictures(pixels[j], maps[j], chosen, sr, minimum=picture_size,
+                                           with_colorbar=args.colorbar)
+                with writer.group() as files:
+                    for name, picture in pictures.items():
+                        picture.save(files.path(f"{stems[i]}_{name}.png"), pnginfo=sr_png_info(sr_label, name))
+                    np.savez_compressed(files.path(f"{stems[i]}.npz"), **arrays)
+    print(f"wrote {len(order)} explanation(s) to {plan.folder}/")
+
+
 def read_array(path: str, what: str) -> np.ndarray:
     """The array in the .npy file at ``path`` (no pickled objects); InputError naming ``what`` otherwise."""
     try:
@@ -194,6 +314,7 @@ def run_array(args: argparse.Namespace) -> int:
     from explainer.frontend.inputs import image_input
     from explainer.onnx_io import load_model
     from explainer.pictures.signals import feature_names, plot_features, plot_signal
+    from explainer.pictures.volumes import plot_volume
 
     if len(args.images) != 1 or not str(args.images[0]).lower().endswith(".npy"):
         raise InputError("give one .npy file (one sample or a batch), or image files and folders, not both")
@@ -222,7 +343,7 @@ def run_array(args: argparse.Namespace) -> int:
     ex = Explainer(proto, args.method, provider=args.provider, input_shape=tuple(int(d) for d in x.shape[1:]),
                    low=args.low, high=args.high, source=source, seed=args.seed_mode, output=args.output,
                    **rule_params(args))
-    kind = {"NC": "features", "NCW": "signal"}.get(ex.layout)
+    kind = {"NC": "features", "NCW": "signal", "NCDHW": "volume"}.get(ex.layout)
     names = feature_names(ex.input_shape[0], args.feature_names) if kind == "features" else None
     if args.feature_names and kind != "features":
         raise InputError(f"--feature-names is for feature inputs [N, F]; input '{ex.input_name}' is "
@@ -234,7 +355,7 @@ def run_array(args: argparse.Namespace) -> int:
     print(f"model {source}: input '{ex.input_name}' {ex.layout} {list(ex.input_shape)}, {head}, method {ex.method}, "
           f"seed {'array' if seeds is not None else ex.seed}, provider {ex.provider}")
     for change in ex.changes:
-        if "final Sigmoid" in change or "explained output" in change:
+        if "final Sigmoid" in change or "explained output" in change or change.startswith(PRECISION):
             print(f"  {change}")
     if seeds is not None:
         e = ex.explain(x, seed=seeds, batch_size=args.batch_size)
@@ -260,6 +381,8 @@ def run_array(args: argparse.Namespace) -> int:
                                   title=title)
                 elif kind == "signal":
                     plot_signal(x[j], e.relevance[j], files.path(f"{stems[j]}.png"), title=title)
+                elif kind == "volume":
+                    plot_volume(x[j], e.relevance[j], files.path(f"{stems[j]}.png"), title=title)
                 np.savez_compressed(files.path(f"{stems[j]}.npz"), **arrays)
     pictures = "" if kind else f" (no pictures for a {ex.layout} input: relevance in the .npz files)"
     print(f"wrote {len(x)} explanation(s) to {plan.folder}/{pictures}")

@@ -19,6 +19,7 @@ from explainer.ops import (
     avgpool,
     concat,
     conv,
+    conv_transpose,
     dense,
     fixed_scale,
     gated_mul,
@@ -29,6 +30,7 @@ from explainer.ops import (
     pad,
     product,
     reshape,
+    resize,
     slice,
     softmax,
     transpose,
@@ -39,6 +41,7 @@ from explainer.ops.base import Dispatch, Op, dispatch_table, registry
 #: every op class, one line each, in dispatch order
 REGISTERED: tuple[type[Op], ...] = (
     conv.Conv,
+    conv_transpose.ConvTranspose,
     dense.Dense,
     affine.Affine,
     fixed_scale.FixedScale,
@@ -53,6 +56,8 @@ REGISTERED: tuple[type[Op], ...] = (
     reshape.Reshape,
     transpose.Transpose,
     pad.Pad,
+    resize.ResizeNearest,
+    resize.ResizeLinear,
     slice.Slice,
     concat.Concat,
     add.Add,
