@@ -28,8 +28,10 @@ __all__ = ["Region", "argmax_seed", "check_mask", "dense_seed", "describe", "is_
 
 
 def is_map(output_shape: Sequence[int]) -> bool:
-    """Whether an output of per-sample shape ``output_shape`` is a map [K, H, W] that regions and masks apply to."""
-    return len(tuple(output_shape)) == 3
+    """Whether an output of per-sample shape ``output_shape`` is a map [K, H, W] that regions and masks apply to (a
+    [classes, 1, 1] output, as convolutional heads without a final flatten have, is a score vector)."""
+    shape = tuple(output_shape)
+    return len(shape) == 3 and shape[1] * shape[2] > 1
 
 
 def map_shape(output_shape: Sequence[int]) -> tuple[int, int, int]:

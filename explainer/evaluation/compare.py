@@ -59,6 +59,7 @@ from explainer.limits import (
     tensor_bytes,
 )
 from explainer.lrp.composites import params_for
+from explainer.seeds import is_map
 
 MAX_CHUNK = 32
 """Most images explained and perturbed at a time: enough for full scoring batches, a few MiB of 224×224 images."""
@@ -415,6 +416,10 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
     ex = model if isinstance(model, Explainer) else Explainer(
         model, methods[0], provider=provider, input_shape=input_shape, low=low, high=high, seed=seed_mode,
         **shares[methods[0]])
+    if is_map(ex.output_shape):
+        raise InputError(f"{ex.source}: the model's output is a map {list(ex.output_shape)}; region perturbation "
+                         "scores one output value per sample (a class logit), so maps are not evaluated yet: explain "
+                         "them with a region or mask instead")
     units = None
     if ex.layout in KINDS:
         if isinstance(x, ImageStream):
