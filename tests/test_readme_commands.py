@@ -41,6 +41,11 @@ DEFAULT_OUTPUT = {"explain": "explanations", "evaluate": "evaluation", "audit": 
 NOT_SHIPPED = {
     "explainer explain ~/.cache/explainer/graphs/efficientnet_lite0.onnx photos/chelsea.png photos/coffee.png --sr":
         "the EfficientNet-Lite0 graph is built by python -m graphs.efficientnet, the photos by python -m tools.photos",
+    "explainer explain /tmp/unet/unet.onnx /tmp/unet/dense_shapes.png --target 2 --region 5 19 12 26 --colorbar "
+    "--out /tmp/unet/out": "the U-Net and its scene are trained and drawn by python -m tests.support.unet (torch)",
+    "explainer evaluate graphs/docstring_topics.onnx ids.npy --fixed attention_mask=mask.npy --order both --methods "
+    "auto,gradient-x-input,gradient,random": "the held-out sentences' ids are encoded by the Python lines above it "
+                                             "(1 min 49 s to evaluate)",
 }
 COMMAND_START = re.compile(r"(^|[;&|])\s*explainer\s")
 PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*(\.\.\.)?([|.].*)?")
@@ -129,7 +134,7 @@ def runnable() -> list[list[str]]:
     what an earlier one of its block wrote (``explainer report`` reads the folders ``evaluate`` and ``audit`` wrote)."""
     blocks = []
     for block in code_blocks(README.read_text(encoding="utf-8")):
-        found = [" ".join(argv) for argv in shell_commands(block)
+        found = [shlex.join(argv) for argv in shell_commands(block)
                  if not is_synopsis(argv) and all(shipped(p) for p in read_paths(argv))]
         if found:
             blocks.append(found)
