@@ -21,6 +21,7 @@ from explainer.cli.common import (
     positive_int,
     rule_params,
 )
+from explainer.cli.inputs import read_fixed
 from explainer.cli.outputs import OutputPlan
 from explainer.errors import InputError
 from explainer.evaluation.compare import ENGINES, MAX_CHUNK, SIGNAL_NORMS, EvaluationSizes, ImageStream, evaluate
@@ -277,15 +278,8 @@ def input_arrays(args: argparse.Namespace) -> ArrayInputs:
     if x.dtype.kind not in "iuf" or x.ndim < 2 or len(x) == 0:
         raise InputError(f"{path}: expected a batch of real numbers [N, ...] with N >= 1; got shape {list(x.shape)}, "
                          f"dtype {x.dtype}")
-    fixed, paths = {}, [path]
-    for entry in args.fixed:
-        name, sep, file = entry.partition("=")
-        if not sep or not name or not file:
-            raise InputError(f"--fixed {entry!r}: expected NAME=FILE.npy, e.g. attention_mask=mask.npy")
-        if name in fixed:
-            raise InputError(f"--fixed {name} is given twice")
-        fixed[name] = read_array(file, f"the companion input '{name}'")
-        paths.append(Path(file))
+    fixed = read_fixed(args.fixed)
+    paths = [path, *(Path(entry.partition("=")[2]) for entry in args.fixed)]
     baseline = None
     if args.baseline_row is not None:
         baseline = read_array(args.baseline_row, "the baseline row")

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_images(args: argparse.Namespace) -> int:
     from explainer.pictures.heatmaps import PICTURE_SIZE, explanation_pictures
-    from explainer.sr.sr_map import describe_sr_input, sr_input, sr_map
+    from explainer.sr.sr_map import describe_sr_input
 
     paths = list_images(args.images)
     plan = OutputPlan(args.out, "--out")
@@ -195,16 +195,10 @@ def run_images(args: argparse.Namespace) -> int:
                 if j in vanished:
                     warn_vanished(paths[i], float(e.conservation[j]), vanished[j], advised)
                 stem = stems[i]
-                sr = None
-                if args.sr:
-                    sr = sr_map(sr_input(e.relevance[j], layout=channels_layout.lower(), part=args.sr_input))
-                    arrays["sr"], arrays["sr_input"] = sr, np.array(sr_label)
+                sr = with_sr_map(args, e.relevance[j], channels_layout, sr_label, arrays)
                 pictures = explanation_pictures(pixels[j], maps[j], sr, minimum=picture_size,
                                                 with_colorbar=args.colorbar)
-                with writer.group() as files:
-                    for name, picture in pictures.items():
-                        picture.save(files.path(f"{stem}_{name}.png"), pnginfo=sr_png_info(sr_label, name))
-                    np.savez_compressed(files.path(f"{stem}.npz"), **arrays)
+                write_set(writer, stem, pictures, arrays, sr_label)
     print(f"wrote {len(order)} explanation(s) to {plan.folder}/")
     return report_skipped(skipped, len(paths))
 
@@ -218,6 +212,26 @@ def print_precision(ex: Explainer) -> None:
     for change in ex.changes:
         if change.startswith(PRECISION):
             print(f"  {change}")
+
+
+def with_sr_map(args: argparse.Namespace, relevance: np.ndarray, channels_layout: str, sr_label: str | None,
+                arrays: dict[str, Any]) -> np.ndarray | None:
+    """The SR map of one image's ``relevance`` with ``--sr`` (also put into its ``arrays``), else None."""
+    if not args.sr:
+        return None
+    from explainer.sr.sr_map import sr_input, sr_map
+
+    sr = sr_map(sr_input(relevance, layout=channels_layout.lower(), part=args.sr_input))
+    arrays["sr"], arrays["sr_input"] = sr, np.array(sr_label)
+    return sr
+
+
+def write_set(writer: Any, stem: str, pictures: dict[str, Any], arrays: dict[str, Any], sr_label: str | None) -> None:
+    """One image's pictures and ``.npz``, written as one group (complete or absent)."""
+    with writer.group() as files:
+        for name, picture in pictures.items():
+            picture.save(files.path(f"{stem}_{name}.png"), pnginfo=sr_png_info(sr_label, name))
+        np.savez_compressed(files.path(f"{stem}.npz"), **arrays)
 
 
 def read_mask(path: str) -> np.ndarray:
@@ -239,7 +253,7 @@ def run_maps(args: argparse.Namespace, ex: Explainer, mi: ModelInput, paths: lis
     of each pixel's arg-max channel) over ``--region``, ``--mask`` or the whole map; the pictures outline it."""
     from explainer.pictures.heatmaps import PICTURE_SIZE
     from explainer.pictures.regions import region_pictures
-    from explainer.sr.sr_map import describe_sr_input, sr_input, sr_map
+    from explainer.sr.sr_map import describe_sr_input
 
     region = tuple(args.region) if args.region is not None else None
     shape = seeds.map_shape(ex.output_shape)
@@ -288,16 +302,10 @@ def run_maps(args: argparse.Namespace, ex: Explainer, mi: ModelInput, paths: lis
                     arrays["conservation"] = e.conservation[j]
                     seed = "logit sum" if ex.seed == "logit" else "one-hot seed"
                     print(f"  relevance at the input: {e.conservation[j]:.1%} of the explained {seed}")
-                sr = None
-                if args.sr:
-                    sr = sr_map(sr_input(e.relevance[j], layout=channels_layout.lower(), part=args.sr_input))
-                    arrays["sr"], arrays["sr_input"] = sr, np.array(sr_label)
+                sr = with_sr_map(args, e.relevance[j], channels_layout, sr_label, arrays)
                 pictures = region_pictures(pixels[j], maps[j], chosen, sr, minimum=picture_size,
                                            with_colorbar=args.colorbar)
-                with writer.group() as files:
-                    for name, picture in pictures.items():
-                        picture.save(files.path(f"{stems[i]}_{name}.png"), pnginfo=sr_png_info(sr_label, name))
-                    np.savez_compressed(files.path(f"{stems[i]}.npz"), **arrays)
+                write_set(writer, stems[i], pictures, arrays, sr_label)
     print(f"wrote {len(order)} explanation(s) to {plan.folder}/")
 
 
