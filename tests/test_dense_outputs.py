@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from explainer import Explainer, InputError, evaluate, seeds
+from explainer import Explainer, InputError, seeds
 from explainer.ops.resize import ROUNDING, TRANSFORMS, interpolation_matrix
 from explainer.pictures.regions import REGION_COLOUR, border, to_input
 from tests.support.cli import cli
@@ -276,8 +276,6 @@ def test_explain_takes_a_channel_with_a_region_or_a_mask(folder):
                                rtol=1e-6)
     with pytest.raises(InputError, match="outside the output map"):
         ex.explain(x, 1, region=(0, 0, 17, 4))
-    with pytest.raises(InputError, match=r"output is a map \[3, 16, 16\]; region perturbation scores one output"):
-        evaluate(ex, x, methods=["gradient"], steps=2, region=4, low=0.0, high=1.0)
 
 
 def test_a_classes_by_one_by_one_output_is_a_score_vector_not_a_map():

@@ -1,5 +1,6 @@
 """`explainer audit MODEL IMAGE|DIR ...|SAMPLES.npy --method M --min-gain G [--gate mean|lower-ci] [--baseline
-prev.json --max-drop D]` for CI (a .npy: feature rows, 1-D signals or token ids, as in `explainer evaluate`).
+prev.json --max-drop D]` for CI (a .npy: feature rows, 1-D signals or token ids; a model whose output is a map:
+``--target``, ``--region X0 Y0 X1 Y1``, ``--mask``; all as in `explainer evaluate`).
 
 Exit 0 when the method beats the random baseline by at least G (the mean gain, or with ``--gate lower-ci`` the lower
 bound of its paired bootstrap confidence interval) and has not dropped more than D below the stored baseline, 1 when
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     images = input_images(args)
     plan = OutputPlan(args.report, "--report")
     json_path, md_path, rows_path = plan.add("report.json"), plan.add("report.md"), plan.add(ROWS_FILE)
-    plan.refuse_inputs([args.baseline, *images.paths, *args.manifest], models=[args.model])
+    plan.refuse_inputs([args.baseline, *images.paths, *args.manifest, args.mask], models=[args.model])
     report = run_evaluation(args, images, [method], ("morf",), rows=rows_path)
     if method == AUTO:
         method = next(name for name in report["methods"] if name != "random")

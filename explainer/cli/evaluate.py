@@ -1,7 +1,9 @@
 """`explainer evaluate MODEL IMAGE|DIR|PATTERN ... [--manifest FILE]` or `explainer evaluate MODEL SAMPLES.npy`:
 region perturbation (AOPC/ABPC) of several methods vs random, journaled per image or sample in rows.jsonl
 (``--resume``), on the local or the Ray engine. A .npy holds a batch of feature rows, 1-D signals or token ids, cut
-into the units of :mod:`explainer.evaluation.units`."""
+into the units of :mod:`explainer.evaluation.units`. A model whose output is a map [N, K, H, W] is scored by the sum of
+the logits chosen at the unperturbed image (``--target`` channel over ``--region X0 Y0 X1 Y1``, ``--mask`` or the
+whole map; :mod:`explainer.evaluation.maps`)."""
 from __future__ import annotations
 
 import argparse
@@ -62,10 +64,22 @@ def add_protocol_options(p: argparse.ArgumentParser) -> None:
                    help="perturbation steps L (default: scaled to the input: the paper's 100, at most a quarter of "
                         "the regions, e.g. 64 on 32×32, or of a signal's windows; every feature of a row; the most "
                         "real tokens of any row; all at most 100)")
-    p.add_argument("--region", "--region-size", dest="region", type=positive_int,
-                   help="region side in pixels, or a 1-D signal's window in samples (default: scaled to the input: "
-                        "the paper's 9 px per 224 of the shorter side, rounded up, e.g. 2 on 32×32; a signal's "
-                        "length / 400, rounded up; features and tokens are removed one at a time)")
+    p.add_argument("--region", action=RegionOption, nargs="+", type=int, metavar=("PX|X0", "Y0 X1 Y1"),
+                   help="one number: region side in pixels, or a 1-D signal's window in samples (default: scaled to "
+                        "the input: the paper's 9 px per 224 of the shorter side, rounded up, e.g. 2 on 32×32; a "
+                        "signal's length / 400, rounded up; features and tokens are removed one at a time); four: "
+                        "for a model whose output is a map, the box of output-map pixels whose logits are summed "
+                        "(half-open, as in explain)")
+    p.add_argument("--region-size", dest="region", type=positive_int, metavar="PX",
+                   help="the region side or window alone, as the one-number --region (default: scaled to the "
+                        "input)")
+    p.add_argument("--target", type=non_negative_int, metavar="K",
+                   help="for a model whose output is a map: the channel whose logits are summed over --region, "
+                        "--mask or the whole map (default: each pixel's arg-max channel on the unperturbed image)")
+    p.add_argument("--mask", metavar="FILE",
+                   help="for a model whose output is a map: sum over this mask of the map's H x W pixels (.npy of "
+                        "booleans or 0/1, or an image's non-zero pixels; default: none, the whole map or --region)")
+    p.set_defaults(output_region=None)
     p.add_argument("--grid", choices=["fixed", "sliding"], default="fixed",
                    help="region grid: fixed non-overlapping grid (default) or sliding window with greedy exclusion")
     p.add_argument("--perturb", choices=["uniform", "mean", "zero", "blur", "baseline", "mask-token"],
@@ -100,6 +114,23 @@ def add_protocol_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=positive_int,
                    help=f"images read from disk, explained and perturbed at a time (default: as many as "
                         f"--max-memory allows, at most {MAX_CHUNK})")
+
+
+class RegionOption(argparse.Action):
+    """``--region PX`` (the perturbed regions' side, ``args.region``) or ``--region X0 Y0 X1 Y1`` (a box of an output
+    map, ``args.output_region``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if len(values) == 1:
+            if values[0] < 1:
+                raise argparse.ArgumentError(self, f"the region side must be a positive integer, got {values[0]}")
+            namespace.region = values[0]
+        elif len(values) == 4:
+            namespace.output_region = tuple(values)
+        else:
+            raise argparse.ArgumentError(self, f"takes one number (the region side in pixels) or four (X0 Y0 X1 Y1, "
+                                               f"a box of an output map), got {len(values)}")
 
 
 def byte_count(text: str) -> int:
@@ -167,10 +198,11 @@ def run_evaluation(args: argparse.Namespace, images: ImageList | ArrayInputs, me
                       seed_mode=args.seed_mode, announce=announce, names=("--batch-size", "--max-memory"),
                       signal_norm=args.signal_norm, rows=rows, resume=args.resume, fail_fast=args.fail_fast,
                       engine=args.engine, workers=args.workers, address=args.address, run_settings=run_settings,
-                      **rule_params(args))
+                      **map_options(args), **rule_params(args))
     settings = report["settings"]
     settings["region_choice"] = plan.describe()
     settings["preprocess"] = preprocess
+    say_explained(args, settings)
     failed = settings.get("failed_images", [])
     skipped = {entry["index"] for entry in failed}
     settings["image_files"] = [str(p) for i, p in enumerate(paths) if i not in skipped]
@@ -225,12 +257,32 @@ def run_array_evaluation(args: argparse.Namespace, inputs: ArrayInputs, methods:
                       resume=args.resume, fail_fast=args.fail_fast, engine=args.engine, workers=args.workers,
                       address=args.address, unit_names=("--steps", "--region-size"),
                       run_settings={"input_file": str(inputs.path), "input_sha256": digest.hexdigest()},
-                      **options, **rule_params(args))
+                      **options, **map_options(args), **rule_params(args))
     settings = report["settings"]
     settings["input_file"] = str(inputs.path)
     settings["preprocess"] = "none: the .npy samples are fed as they are"
+    say_explained(args, settings)
     print(f"{settings['images']} sample(s) evaluated")
     return report
+
+
+def map_options(args: argparse.Namespace) -> dict[str, Any]:
+    """evaluate's options of an output map: ``--target``, the four-number ``--region`` and ``--mask`` (read here)."""
+    mask = None
+    if args.mask is not None:
+        if args.output_region is not None:
+            raise InputError("pass --region X0 Y0 X1 Y1 or --mask, not both")
+        from explainer.cli.explain import read_mask
+        mask = read_mask(args.mask)
+    return {"target": args.target, "output_region": args.output_region, "output_mask": mask}
+
+
+def say_explained(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """On an output map: print what was summed, and name the --mask file in the settings."""
+    if "explained" in settings:
+        if args.mask is not None:
+            settings["output_mask_file"] = str(args.mask)
+        print(f"scored: {settings['explained']}" + (f" (--mask {args.mask})" if args.mask is not None else ""))
 
 
 def image_stream(images: ImageList, mi: ModelInput) -> ImageStream:
@@ -326,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
     images = input_images(args)
     plan = OutputPlan(args.out, "--out")
     json_path, png_path, rows_path = plan.add("aopc.json"), plan.add("aopc.png"), plan.add(ROWS_FILE)
-    plan.refuse_inputs([*images.paths, *args.manifest], models=[args.model])
+    plan.refuse_inputs([*images.paths, *args.manifest, args.mask], models=[args.model])
     orders = ("morf",) if args.order == "morf" else ("morf", "lerf" if args.lerf_by == "abs" else "lerf-signed")
     report = run_evaluation(args, images, [m for m in methods if m != "random"], orders, rows=rows_path,
                             include_random="random" in methods)

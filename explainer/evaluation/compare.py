@@ -22,6 +22,11 @@ image of units (one feature, a window of samples, one token) with its own replac
 (:mod:`explainer.evaluation.units`); their heatmaps are the relevance per feature, summed over a signal's channels
 or a token's embedding dimensions.
 
+Models whose output is a map [N, K, H, W] (segmentation logits) are scored by the sum of the logits an indicator
+chooses, fixed per image at the unperturbed input: a channel over a box, a mask or the whole map, by default each
+pixel's arg-max channel (:mod:`explainer.evaluation.maps`); the heatmaps explain that sum at x0, and no class switch
+is counted.
+
 Rows and engines: each image gives one row per method (:mod:`explainer.evaluation.rows`), computed by a
 :class:`ChunkEvaluator` from the image alone (its random draws are seeded by its index in the run), and the report
 is reduced from the rows (:func:`report_from_rows`). The local engine runs one method after the other, a chunk at a
@@ -43,6 +48,7 @@ from tqdm.auto import tqdm
 
 from explainer.api import Explainer, LowConservationWarning
 from explainer.errors import InputError
+from explainer.evaluation.maps import MapTarget
 from explainer.evaluation.region_perturbation import Comparison, Protocol
 from explainer.evaluation.regions import plan_regions
 from explainer.evaluation.rows import Journal
@@ -59,7 +65,7 @@ from explainer.limits import (
     tensor_bytes,
 )
 from explainer.lrp.composites import params_for
-from explainer.seeds import is_map
+from explainer.seeds import is_map, map_shape
 
 MAX_CHUNK = 32
 """Most images explained and perturbed at a time: enough for full scoring batches, a few MiB of 224×224 images."""
@@ -118,10 +124,11 @@ def evaluation_sizes(ex: Explainer, images: int, *, steps: int, repeats: int,
     forward activation), scoring one perturbed image about the model's two largest tensors
     (:func:`explainer.limits.graph_bytes`, :func:`~explainer.limits.forward_bytes`), each times what ONNX Runtime
     keeps on top (:data:`RELEVANCE_OVERHEAD`, :data:`FORWARD_OVERHEAD`), plus the image and its relevance or its
-    perturbed copy. The relevance and the forward session keep their memory side by side, so each gets half the
-    budget: the chunk is the most images (at most :data:`MAX_CHUNK`, or ``chunk`` when given) whose explanation fits
-    its half, the batch the most perturbed images (at most ``batch_size`` and what one chunk produces) that fit the
-    other. One image that alone exceeds its half still runs, one at a time.
+    perturbed copy (an output map: also its indicator and logits). The relevance and the forward session keep their
+    memory side by side, so each gets half the budget: the chunk is the most images (at most :data:`MAX_CHUNK`, or
+    ``chunk`` when given) whose explanation fits its half, the batch the most perturbed images (at most
+    ``batch_size`` and what one chunk produces) that fit the other. One image that alone exceeds its half still runs,
+    one at a time.
 
     InputError (:func:`explainer.limits.check_bytes`), naming the options as ``names`` (the CLI's ``('--batch-size',
     '--max-memory')``), when a bad budget is given, when ``batch_size`` perturbed images could not go through the
@@ -135,6 +142,8 @@ def evaluation_sizes(ex: Explainer, images: int, *, steps: int, repeats: int,
     option = f"{names[0]} {batch_size}" if names[0].startswith("-") else f"{names[0]}={batch_size}"
     check_bytes(cap * forward_bytes(shapes), f"{option}: one batch of {cap} perturbed images through the model")
     explain_bytes = int(RELEVANCE_OVERHEAD * graph_bytes(shapes)) + 2 * image
+    if is_map(ex.output_shape):
+        explain_bytes += 2 * tensor_bytes(ex.output_shape)  # each image's indicator and logits, kept for its curves
     score_bytes = int(FORWARD_OVERHEAD * forward_bytes(shapes)) + image
     half = budget // 2
     chunk = fitting_batch(explain_bytes, half, min(MAX_CHUNK, images)) if chunk is None else min(chunk, images)
@@ -188,6 +197,7 @@ class EvaluationSpec:
     layout: str
     region_choice: str
     units: Units | None = None
+    maps: MapTarget | None = None
 
     @property
     def runs(self) -> tuple[str, ...]:
@@ -205,6 +215,8 @@ class EvaluationSpec:
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the rows' numbers (a resumed journal must have been written with the same)."""
         units = {} if self.units is None else {"units": self.units.fingerprint()}
+        if self.maps is not None:
+            units["output_map"] = self.maps.fingerprint()
         return json.loads(json.dumps({**units,
             "model": self.source, "methods": list(self.methods), "orders": list(self.orders),
             "include_random": self.include_random, "steps": self.steps, "region": self.region,
@@ -224,12 +236,15 @@ class EvaluationSpec:
 
 @dataclass
 class _Observed:
-    """A chunk of checked images with f(x0), their targets and whether the prediction already differs."""
+    """A chunk of checked images with f(x0), their targets and whether the prediction already differs; for an output
+    map also each image's indicator I and its logits at x0 (both [N, K·H·W])."""
 
     images: np.ndarray
     f0: np.ndarray
     targets: np.ndarray
     switched0: np.ndarray
+    indicators: np.ndarray | None = None
+    logits: np.ndarray | None = None
 
 
 class ChunkEvaluator:
@@ -255,31 +270,45 @@ class ChunkEvaluator:
             eligible=None if units is None else units.eligible)
 
     def observe(self, images: np.ndarray, targets: np.ndarray | None = None) -> _Observed:
-        """Check ``images`` and score them unperturbed: f(x0) of the ``targets`` (None: the predicted classes)."""
+        """Check ``images`` and score them unperturbed: f(x0) of the ``targets`` (None: the predicted classes); on
+        an output map the sum of the logits that the indicator chosen at x0 picks (``targets`` unused)."""
         images = self.protocol.check_images(images)
+        maps = self.spec.maps
+        if maps is not None:
+            logits = self.protocol.predict(images)
+            indicators = maps.indicators(logits)
+            f0 = np.array([row @ chosen for row, chosen in zip(logits, indicators)])
+            n = len(images)
+            return _Observed(images, f0, np.full(n, maps.target, np.int64), np.zeros(n, bool), indicators,
+                             logits.astype(np.float32))
         f0, chosen, switched0, _ = self.protocol.observe(images, targets)
         return _Observed(images, f0, chosen, switched0)
 
     def rows(self, name: str, observed: _Observed, first: int, paths: Sequence[str] | None) -> list[dict[str, Any]]:
         """The rows of method ``name`` (or ``"random"``) for the observed images ``first``, ``first + 1``, ..."""
-        spec, images, targets = self.spec, observed.images, observed.targets
+        spec, images, targets, indicators = self.spec, observed.images, observed.targets, observed.indicators
         if name == "random":
-            curves = {"random": self.protocol.scores(images, first, targets, None, "random", self.advance)}
+            curves = {"random": self.protocol.scores(images, first, targets, None, "random", self.advance,
+                                                     indicators)}
             complexity, seed = None, None
         else:
             ex = self._use(name)
+            seeds = None
+            if indicators is not None:
+                seeds = indicators * observed.logits if ex.seed == "logit" else indicators
             maps = self.protocol.check_heatmaps(
                 _heatmaps(ex, images, targets, first, self.vanished.setdefault(name, []), spec.signal_norm,
-                          spec.units), images,
+                          spec.units, seeds), images,
                 f"heatmaps of method {name!r}")
-            curves = {order: self.protocol.scores(images, first, targets, maps, order, self.advance)
+            curves = {order: self.protocol.scores(images, first, targets, maps, order, self.advance, indicators)
                       for order in spec.orders}
             from explainer.evaluation.complexity import histogram_entropy, png_bytes
             complexity, seed = np.stack([png_bytes(maps), histogram_entropy(maps)], axis=1).tolist(), ex.seed
         return [{"image": first + i, "path": None if paths is None else str(paths[first + i]), "method": name,
                  "f0": float(observed.f0[i]), "target": int(targets[i]), "switched0": bool(observed.switched0[i]),
                  "scores": {order: scores[i].tolist() for order, (scores, _) in curves.items()},
-                 "switched": {order: switched[i].tolist() for order, (_, switched) in curves.items()},
+                 "switched": None if indicators is not None else
+                 {order: switched[i].tolist() for order, (_, switched) in curves.items()},
                  "complexity": None if complexity is None else complexity[i], "seed": seed}
                 for i in range(len(images))]
 
@@ -363,7 +392,8 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
              rows: str | os.PathLike | None = None, resume: bool = False, fail_fast: bool = True,
              engine: str = "local", workers: int | None = None, address: str | None = None,
              run_settings: Mapping[str, Any] | None = None, baseline: Any = None, mask_token: int | None = None,
-             unit_names: tuple[str, str] = ("steps", "region"), **rule_params: Any) -> dict[str, Any]:
+             unit_names: tuple[str, str] = ("steps", "region"), target: int | None = None,
+             output_region: Any = None, output_mask: Any = None, **rule_params: Any) -> dict[str, Any]:
     """Region-perturbation comparison of ``methods`` (plus, with ``include_random``, the random-order baseline) on
     the images ``x``: an array, or an :class:`ImageStream` read one chunk at a time.
 
@@ -373,6 +403,12 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
     :data:`~explainer.evaluation.units.PERTURBATIONS` (default: the kind's first), ``baseline`` the features'
     replacement row [F] (default: the mean of the rows), ``mask_token`` the id replacing tokens; ``unit_names`` name
     the steps and window options in messages. ``perturb`` defaults to ``"uniform"`` for images.
+
+    Models whose output is a map [N, K, H, W] are scored by f(x) = Σ I ⊙ logits(x), the indicator I fixed per image at
+    the unperturbed input (:mod:`explainer.evaluation.maps`): channel ``target`` over the box ``output_region`` =
+    (x0, y0, x1, y1) (half-open output-map pixels), the [H, W] ``output_mask`` or the whole map; without ``target``
+    each chosen pixel's arg-max channel at x0. The rows' target is the channel (-1: arg-max), the class-switch
+    fields are null, and ``settings`` says what was summed. These three options are refused on other outputs.
 
     ``low``/``high`` are the valid input range in model input space (used for uniform noise and the zB rule).
     ``steps`` and ``region`` default to the paper's 100 steps of 9×9 regions scaled to the input (see
@@ -416,10 +452,14 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
     ex = model if isinstance(model, Explainer) else Explainer(
         model, methods[0], provider=provider, input_shape=input_shape, low=low, high=high, seed=seed_mode,
         **shares[methods[0]])
+    maps = None
     if is_map(ex.output_shape):
-        raise InputError(f"{ex.source}: the model's output is a map {list(ex.output_shape)}; region perturbation "
-                         "scores one output value per sample (a class logit), so maps are not evaluated yet: explain "
-                         "them with a region or mask instead")
+        if isinstance(x, ImageStream) and x.targets is not None:
+            raise InputError("per-image targets (e.g. a manifest's) are class indices; an output map is scored by "
+                             "one channel for every image (target=, --target) or each pixel's arg-max channel")
+        maps = MapTarget.prepare(ex.output_shape, target, output_region, output_mask)
+    elif target is not None or output_region is not None or output_mask is not None:
+        map_shape(ex.output_shape)  # the error: a channel, box or mask needs an output map
     units = None
     if ex.layout in KINDS:
         if isinstance(x, ImageStream):
@@ -455,7 +495,7 @@ def evaluate(model: str | os.PathLike | Explainer, x: np.ndarray | ImageStream,
                           seed=seed, grid=grid, batch=sizes.batch, signal_norm=signal_norm, seed_mode=seed_mode,
                           provider=provider, input_shape=input_shape, shares=shares, source=ex.source,
                           layout="NHWC" if ex.layout == "NHWC" else "NCHW", region_choice=plan.describe(),
-                          units=units)
+                          units=units, maps=maps)
     Comparison(lambda batch: batch, list(methods), images.count, orders=orders, include_random=include_random,
                layout=spec.layout, steps=plan.steps, region=plan.region, perturb=spec.perturbation(), low=low,
                high=high, repeats=repeats, seed=seed, grid=grid, batch_size=sizes.batch,
@@ -537,7 +577,7 @@ def _run_local(evaluator: ChunkEvaluator, images: ImageStream, journal: Any, chu
             reported = len(failed)
             for start, chunk_images in read_segments(images, wanted, failed, fail_fast=fail_fast):
                 span = slice(start, start + len(chunk_images))
-                if (targets[span] < 0).any():
+                if spec.maps is not None or (targets[span] < 0).any():
                     observed = evaluator.observe(chunk_images, _targets(images, start, len(chunk_images)))
                     f0[span], targets[span], switched0[span] = observed.f0, observed.targets, observed.switched0
                 else:
@@ -607,7 +647,8 @@ def report_from_rows(spec: EvaluationSpec, rows: Iterable[Mapping[str, Any]], co
         f0[index], targets[index], switched0[index] = row["f0"], row["target"], row["switched0"]
         for order in (("random",) if name == "random" else spec.orders):
             scores[name, order][index] = row["scores"][order]
-            switched[name, order][index] = row["switched"][order]
+            if row["switched"] is not None:
+                switched[name, order][index] = row["switched"][order]
         if name != "random":
             complexity[name][:, index] = row["complexity"]
             seeds.setdefault(name, row["seed"])
@@ -637,6 +678,10 @@ def report_from_rows(spec: EvaluationSpec, rows: Iterable[Mapping[str, Any]], co
     sample = "image" if spec.units is None else "sample"
     settings["score"] = (f"pre-softmax logit of the class predicted on the unperturbed {sample}"
                          if target_source == "predicted" else f"pre-softmax logit of the class given for each {sample}")
+    if spec.maps is not None:
+        settings.update(spec.maps.settings())
+        for entry in report["methods"].values():
+            entry["class_switch_curve"] = entry["class_switch_rate"] = None
     settings["heatmap"] = (f"channel sum (relevance) / channel {'L2 norm' if spec.signal_norm == 'l2' else 'max |g|'} "
                            "(gradient-like signals)")
     settings["signal_norm"] = spec.signal_norm
@@ -674,15 +719,17 @@ def image_chunks(count: int, size: int) -> list[tuple[int, int]]:
 
 
 def _heatmaps(ex: Explainer, images: np.ndarray, targets: np.ndarray, first: int,
-              vanished: list[tuple[np.ndarray, np.ndarray]], signal_norm: str, units: Units | None = None
-              ) -> np.ndarray:
+              vanished: list[tuple[np.ndarray, np.ndarray]], signal_norm: str, units: Units | None = None,
+              seeds: np.ndarray | None = None) -> np.ndarray:
     """The heatmaps of one chunk (the run's images ``first``, ...; for non-image inputs the views of ``units``) in
-    one relevance run. A :class:`~explainer.api.LowConservationWarning` is not shown but appended to ``vanished`` as
-    (samples' indices in the run, their conservation), so that a method warns once, not once a chunk; other warnings
-    pass."""
+    one relevance run, of the ``targets`` or (an output map) of the seed arrays ``seeds``. A
+    :class:`~explainer.api.LowConservationWarning` is not shown but appended to ``vanished`` as (samples' indices in
+    the run, their conservation), so that a method warns once, not once a chunk; other warnings pass."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        explanation = ex.explain(images if units is None else units.unpack(images), targets, batch_size=len(images))
+        x = images if units is None else units.unpack(images)
+        explanation = ex.explain(x, targets, batch_size=len(images)) if seeds is None else \
+            ex.explain(x, batch_size=len(images), seed=seeds)
     for warning in caught:
         if isinstance(warning.message, LowConservationWarning):
             vanished.append((first + warning.message.samples, warning.message.conservation))

@@ -3,7 +3,8 @@
 For each image x and heatmap h, the regions r_1..r_L of h (see :mod:`explainer.evaluation.regions`; default: the fixed
 9x9 grid covering the whole image) are removed in MoRF, LeRF (by |h|), signed-LeRF or random order:
 x(0) = x, x(k) = g(x(k-1), r_k) with g from :mod:`explainer.evaluation.perturbations`. f is the pre-softmax score of
-the class predicted at x(0) (or of given targets).
+the class predicted at x(0) (or of given targets); on a model whose output is a map, the sum of the logits an
+indicator fixed at x(0) chooses (:mod:`explainer.evaluation.maps`).
 
 * curve: f(x(0)) - f(x(k)) for k = 0..L, averaged over repetitions (for random g or random order) and images.
 * AOPC = 1/(L+1) * sum_{k=0..L} [f(x(0)) - f(x(k))], averaged over images: a mean over L+1 steps, not a
@@ -504,10 +505,12 @@ class Protocol:
         }
 
     def scores(self, images: np.ndarray, first: int, targets: np.ndarray, heatmaps: np.ndarray | None, order: str,
-               advance: Callable[[int], Any]) -> tuple[np.ndarray, np.ndarray]:
+               advance: Callable[[int], Any], indicators: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean over repetitions of f(x(k)), k = 1..L, of each of ``images`` (the run's images ``first``, ...), and
         the fraction of repetitions whose predicted class at x(k) is not the target: both (N, L) float64.
-        ``heatmaps`` is None for the random order; ``advance(k)`` reports k more images done."""
+        ``heatmaps`` is None for the random order; ``advance(k)`` reports k more images done. With ``indicators``
+        (N, outputs), for an output map (:mod:`explainer.evaluation.maps`), f is the sum of the logits each image's
+        indicator chooses, and no class switch is counted (all False)."""
         chw = self.chw(images)
         n, _, h, w = chw.shape
         repeats = self.repeats_for(order)
@@ -519,7 +522,7 @@ class Protocol:
         blank = np.zeros((1, h, w))
         f = np.empty((n, repeats, self.steps), dtype=np.float64)
         switched = np.zeros((n, repeats, self.steps), dtype=bool)
-        sweep = _BatchSweep(self, chw, targets, f, switched, advance)
+        sweep = _BatchSweep(self, chw, targets, f, switched, advance, indicators)
         for i in range(n):
             for rep in range(repeats):
                 order_rng, noise_rng = (np.random.default_rng(s) for s in
@@ -546,10 +549,11 @@ class _BatchSweep:
     """Writes perturbed images x(1..L) into the reusable batch buffer and scores it whenever it is full."""
 
     def __init__(self, protocol: Protocol, chw: np.ndarray, targets: np.ndarray, out: np.ndarray,
-                 switched: np.ndarray, advance: Callable[[int], Any]) -> None:
+                 switched: np.ndarray, advance: Callable[[int], Any], indicators: np.ndarray | None = None) -> None:
         self.protocol = protocol
         self.chw = chw
         self.targets = targets
+        self.indicators = indicators
         self.out = out
         self.switched = switched
         self.advance = advance
@@ -583,10 +587,14 @@ class _BatchSweep:
         if self.fill == 0:
             return
         logits = _checked_logits(self.protocol.score, self.buffer[:self.fill])
-        predicted = logits.argmax(axis=1)
-        for image, rep, k, take, start in self.pending:
-            self.out[image, rep, k - 1:k - 1 + take] = logits[start:start + take, self.targets[image]]
-            self.switched[image, rep, k - 1:k - 1 + take] = predicted[start:start + take] != self.targets[image]
+        if self.indicators is not None:
+            for image, rep, k, take, start in self.pending:
+                self.out[image, rep, k - 1:k - 1 + take] = logits[start:start + take] @ self.indicators[image]
+        else:
+            predicted = logits.argmax(axis=1)
+            for image, rep, k, take, start in self.pending:
+                self.out[image, rep, k - 1:k - 1 + take] = logits[start:start + take, self.targets[image]]
+                self.switched[image, rep, k - 1:k - 1 + take] = predicted[start:start + take] != self.targets[image]
         self.pending.clear()
         self.fill = 0
         self.advance(self.image - self.reported)
