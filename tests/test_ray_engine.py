@@ -15,7 +15,7 @@ import pytest
 
 from explainer.evaluation.rows import read_rows
 from tests.support.cli import run_cli
-from tests.support.paths import DIGITS, EXAMPLES
+from tests.support.paths import DIGITS, EXAMPLES, ROOT
 
 ray = pytest.importorskip("ray", reason="Ray is the optional engine: pip install explainer[ray]")
 
@@ -60,6 +60,21 @@ def test_ray_gives_the_aopc_json_of_the_local_engine(tmp_path):
     assert distributed == local
     assert sorted(_keys(tmp_path / "ray" / "rows.jsonl").items()) == \
         sorted(_keys(tmp_path / "local" / "rows.jsonl").items())
+
+
+@pytest.mark.slow
+def test_ray_evaluates_feature_rows_as_the_local_engine(tmp_path):
+    """A .npy batch (the wine MLP's held-out rows, the training mean as baseline) through Ray: the same aopc.json."""
+    wine = ROOT / "graphs" / "wine_mlp.onnx"
+    common = ["evaluate", wine, EXAMPLES / "wine_test_rows.npy", "--baseline-row", EXAMPLES / "wine_train_mean.npy",
+              "--chunk", "8", "--repeats", "2"]
+    code, _, stderr = run_cli([*common, "--out", tmp_path / "local"])
+    assert code == 0, stderr
+    code, stdout, stderr = run_cli([*common, "--engine", "ray", "--workers", "2", "--out", tmp_path / "ray"])
+    assert code == 0, stderr
+    assert "36 sample(s) evaluated" in stdout
+    local, distributed = ((tmp_path / name / "aopc.json").read_text(encoding="utf-8") for name in ("local", "ray"))
+    assert distributed == local
 
 
 @pytest.mark.slow
