@@ -35,10 +35,16 @@ def tiny_bert(seed: int = 0, *, bias_free: bool = False) -> nn.Module:
                         intermediate_size=64, max_position_embeddings=SEQ, num_labels=CLASSES,
                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager")
     model = BertForSequenceClassification(config).eval()
+    return randomise(model, seed, bias_free=bias_free)
+
+
+def randomise(model: nn.Module, seed: int, *, bias_free: bool = False) -> nn.Module:
+    """``model`` with seeded weights large enough to matter: matrices N(0, 0.3²), LayerNorm scales 1 + N(0, 0.2²),
+    other vectors N(0, 0.1²); ``bias_free`` zeroes biases and position and token-type embeddings."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("LayerNorm.weight"):
+            if "norm" in name.lower() and name.endswith("weight"):
                 p.copy_(1 + 0.2 * torch.randn(p.shape, generator=generator))
             elif p.ndim == 2:
                 p.copy_(0.3 * torch.randn(p.shape, generator=generator))
@@ -46,7 +52,29 @@ def tiny_bert(seed: int = 0, *, bias_free: bool = False) -> nn.Module:
                 p.copy_(0.1 * torch.randn(p.shape, generator=generator))
             if bias_free and (name.endswith("bias") or "position_embeddings" in name or "token_type" in name):
                 p.zero_()
-    return model.requires_grad_(False)
+    return model.eval().requires_grad_(False)
+
+
+def hf_classifier(kind: str, seed: int = 0) -> nn.Module:
+    """A 2-layer ``transformers`` sequence classifier of architecture ``kind`` (distilbert, roberta, albert,
+    electra) with seeded weights (:func:`randomise`), vocabulary ``VOCAB``, ``CLASSES`` labels, no dropout."""
+    import transformers as hf
+
+    torch.manual_seed(seed)
+    common = {"vocab_size": VOCAB, "num_labels": CLASSES, "max_position_embeddings": 2 * SEQ + 4}
+    bert_like = {**common, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "intermediate_size": 64, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+                 "attn_implementation": "eager"}
+    configs = {
+        "distilbert": lambda: hf.DistilBertForSequenceClassification(hf.DistilBertConfig(
+            **common, dim=32, n_layers=2, n_heads=4, hidden_dim=64, dropout=0.0, attention_dropout=0.0,
+            seq_classif_dropout=0.0, attn_implementation="eager")),
+        "roberta": lambda: hf.RobertaForSequenceClassification(hf.RobertaConfig(**bert_like, pad_token_id=1)),
+        "albert": lambda: hf.AlbertForSequenceClassification(hf.AlbertConfig(
+            **bert_like, embedding_size=16, classifier_dropout_prob=0.0)),
+        "electra": lambda: hf.ElectraForSequenceClassification(hf.ElectraConfig(**bert_like, embedding_size=16)),
+    }
+    return randomise(configs[kind](), seed)
 
 
 class BagOfEmbeddings(nn.Module):
