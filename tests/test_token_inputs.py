@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -196,3 +197,44 @@ def test_bias_free_bert_conserves_under_cp_lrp(bert):
     expected = bert_lxt_relevance(models[True], batch, e.target, cp=True)
     chosen = bert_logits(models[True], batch)[np.arange(3), e.target]
     np.testing.assert_allclose(expected.reshape(3, -1).sum(1), chosen, rtol=1e-3)
+
+
+class _ImageAndTable(nn.Module):
+    """Image features gated by a sigmoid of tabular features, concatenated with a tabular branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.gate, self.table = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(5, 4), nn.Linear(5, 4)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, image: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        features = torch.relu(self.conv(image)).mean((2, 3)) * torch.sigmoid(self.gate(table))
+        return self.head(torch.cat([features, torch.relu(self.table(table))], 1))
+
+
+@pytest.mark.parametrize("exporter", ["legacy", pytest.param("dynamo", marks=pytest.mark.slow)])
+def test_either_input_of_an_image_and_table_model(tmp_path, exporter):
+    """Each input in turn receives relevance, the other fixed: the gradient equals autograd for both; the fixed
+    input's side is a gate (FixedScale) or a concatenated branch whose share is reported."""
+    model = _ImageAndTable().eval()
+    image, table = torch.randn(2, 3, 8, 8), torch.randn(2, 5)
+    path = str(tmp_path / "pair.onnx")
+    if exporter == "legacy":
+        torch.onnx.export(model, (image, table), path, input_names=["image", "table"], output_names=["y"],
+                          dynamo=False, opset_version=17,
+                          dynamic_axes={"image": {0: "N"}, "table": {0: "N"}, "y": {0: "N"}})
+    else:
+        n = torch.export.Dim("N", min=1)
+        torch.onnx.export(model, (image, table), path, input_names=["image", "table"], output_names=["y"],
+                          dynamo=True, dynamic_shapes=({0: n}, {0: n}))
+    feeds = {"image": image.numpy(), "table": table.numpy()}
+    for name, value in (("image", image), ("table", table)):
+        ex = Explainer(path, "gradient", input=name, cache=False)
+        leaf = value.double().clone().requires_grad_(True)
+        double = copy.deepcopy(model).double()
+        double(*((leaf, table.double()) if name == "image" else (image.double(), leaf)))[:, 1].sum().backward()
+        np.testing.assert_allclose(ex.explain(feeds, target=1).relevance, leaf.grad.numpy(), rtol=1e-4, atol=1e-6)
+        assert "FixedScale" in {n.op for n in ex.graph.nodes}
+    kept = Explainer(path, "epsilon-plus", input="image", cache=False).explain(feeds).absorbed
+    assert list(kept) == ["fixed input 'table'"]
