@@ -63,6 +63,9 @@ class Explanation:
     seed: str = "logit"
     conservation: np.ndarray | None = None
     absorbed: dict[str, np.ndarray] = field(default_factory=dict)
+    relevance_of: dict[str, np.ndarray] = field(default_factory=dict)
+    """input name -> its relevance, for every input that receives some (``Explainer(input=[...])``); the first is
+    ``relevance``"""
 
     def relevance_map(self) -> np.ndarray:
         """Relevance summed over the channel axis: (N, H, W) for images, (N, L) for 1-D signals, (N, D, H, W) for
@@ -90,7 +93,7 @@ class _Canonical:
     base_dir: Any
     input_shape: tuple[int, ...] | None
     output: str | None = None
-    input: str | None = None
+    input: str | list[str] | None = None
     graph: CanonicalGraph | None = None
 
 
@@ -109,6 +112,8 @@ class _Info:
     """(name, per-sample shape, ONNX element type) of every input the graphs take, the explained one first"""
     vocabulary: int = 0
     """a token model's number of embedding rows (token ids run from 0 to it, exclusive)"""
+    also: tuple = ()
+    """(name, per-sample shape, layout) of the further inputs that receive relevance"""
 
     @classmethod
     def of(cls, graph: CanonicalGraph) -> _Info:
@@ -121,7 +126,8 @@ class _Info:
             lookup = next(n for n in graph.side_nodes if graph.input_name in n.output)
             vocabulary = int(graph.side_consts[lookup.input[0]].shape[0])
         return cls(graph.token_input or graph.input_name, tuple(graph.input_shape), graph.layout, graph.num_classes,
-                   tuple(graph.changes), method, tuple(graph.output_shape) or (graph.num_classes,), feeds, vocabulary)
+                   tuple(graph.changes), method, tuple(graph.output_shape) or (graph.num_classes,), feeds, vocabulary,
+                   tuple((name, tuple(shape), layout) for name, shape, layout in graph.also))
 
 
 class Explainer:
@@ -141,6 +147,10 @@ class Explainer:
     names the output to explain when the model has several (default: the first); its final Sigmoid, Softmax or
     LogSoftmax heads (multi-label heads; also behind reshapes and concatenations) are skipped, and ``changes`` says
     so. A float16/bfloat16 model is computed in float32 (``changes`` says how far that moves its scores).
+    ``input`` names the input that receives relevance when the model has several (default: the one float input,
+    else the token ids that feed an embedding), or a list of them (the first may be token ids, the others are float
+    inputs; each one's relevance is in ``Explanation.relevance_of``); every other input is a fixed input, fed as
+    given (``explain``/``forward`` then take a dict of named arrays).
     ``source`` names the model in messages when it is passed as a ModelProto.
     ``base_dir`` is the folder that external data of a model given as bytes or a ModelProto is read from (without
     it, such a model's external data is an error; a model file's is read from the file's own folder).
@@ -158,7 +168,7 @@ class Explainer:
                  provider: str = "auto", input_shape: tuple[int, ...] | None = None, low: Any = None,
                  high: Any = None, verify: bool = True, source: str | None = None, threads: int | None = None,
                  base_dir: str | os.PathLike | None = None, seed: str | None = None, cache: bool = True,
-                 output: str | None = None, input: str | None = None, **rule_params: Any) -> None:
+                 output: str | None = None, input: str | list[str] | None = None, **rule_params: Any) -> None:
         self.timings: dict[str, float] = {}
         self._seed = _parse_seed(seed)
         self.threads = _check_threads(threads)
@@ -173,8 +183,10 @@ class Explainer:
         self._forward = _ForwardSession()
         if output is not None and not isinstance(output, str):
             raise InputError(f"output must be the name of one of the model's outputs, got {output!r}")
-        if input is not None and not isinstance(input, str):
-            raise InputError(f"input must be the name of one of the model's inputs, got {input!r}")
+        if isinstance(input, (list, tuple)):
+            input = list(input) if len(input) > 1 else (input[0] if input else None)
+        if input is not None and not isinstance(input, (str, list)):
+            raise InputError(f"input must be the name of one of the model's inputs (or a list of them), got {input!r}")
         self._canonical = _Canonical(model, base_dir, input_shape, output, input)
         self._relevance_model = None
         if not isinstance(cache, bool):
@@ -405,8 +417,14 @@ class Explainer:
     @property
     def fixed_inputs(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """The inputs fed as given, receiving no relevance: name -> (per-sample shape, dtype)."""
+        explained = {entry[0] for entry in self._info.also}
         return {name: (tuple(shape), np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)))
-                for name, shape, elem in self._info.feeds[1:]}
+                for name, shape, elem in self._info.feeds[1:] if name not in explained}
+
+    @property
+    def explained_inputs(self) -> list[str]:
+        """Every input that receives relevance: ``input_name`` and those given after it in ``input=[...]``."""
+        return [self.input_name, *(entry[0] for entry in self._info.also)]
 
     @property
     def vocabulary(self) -> int:
@@ -457,9 +475,10 @@ class Explainer:
             if name in given:
                 out[name] = _check_feed(name, given[name], n, tuple(shape), dtype)
                 continue
-            value = default_feed(name, n, tuple(shape), dtype)
+            value = None if name in self.explained_inputs else default_feed(name, n, tuple(shape), dtype)
             if value is None:
-                raise InputError(f"fixed input '{name}' [N, {', '.join(map(str, shape))}] {dtype} is not given; "
+                role = "input" if name in self.explained_inputs else "fixed input"
+                raise InputError(f"{role} '{name}' [N, {', '.join(map(str, shape))}] {dtype} is not given; "
                                  f"pass the inputs as a dict {{'{self.input_name}': ..., '{name}': ...}}")
             out[name] = value
         return out
@@ -596,26 +615,37 @@ class Explainer:
             if bad.size:
                 raise InputError(f"target index {int(bad[0])} is out of range: the model has {self.num_classes} "
                                  f"classes (0..{self.num_classes - 1})")
-        labels = self.absorbed_labels
-        outputs = [LOGITS, RELEVANCE, EXPLAINED] + ([ABSORBED] if labels else [])
-        results = [self._run(self._relevance, outputs, {**_part(x, s), TARGET: tgt[s]},
-                             f"method '{self.method}'") for s in self._chunks(n, batch_size)]
-        logits, rel, tgt = (np.concatenate([r[i] for r in results]) for i in range(3))
-        absorbed = {}
-        if labels and self.composite.seed is Seed.LOGIT and not self.composite.times_input:
-            kept = np.concatenate([r[3] for r in results])
-            absorbed = {label: kept[:, k] for k, label in enumerate(labels)}
-        if not np.all(np.isfinite(rel)):
-            bad = int((~np.isfinite(rel)).sum())
-            raise ModelError(f"{self.source}: method '{self.method}' produced {bad} non-finite relevance values; "
-                             "try a larger epsilon/stabiliser or another method")
+        got = self._gather(self._relevance, [LOGITS, RELEVANCE, EXPLAINED], x, {TARGET: tgt}, batch_size)
+        logits, rel, tgt, absorbed, relevance_of = got
         conservation = None
         if self.composite.seed is Seed.LOGIT:
             seeds = logits[np.arange(n), tgt] if self.seed == "logit" else np.ones(n, logits.dtype)
-            conservation = self._conservation(x, rel, seeds)
+            conservation = self._conservation(x, relevance_of, seeds)
             self._warn_low_conservation(x, tgt, conservation, absorbed, seeds)
         return Explanation(relevance=rel, logits=logits, target=tgt, method=self.method, layout=self.layout,
-                           seed=self.seed, conservation=conservation, absorbed=absorbed)
+                           seed=self.seed, conservation=conservation, absorbed=absorbed, relevance_of=relevance_of)
+
+    def _gather(self, session: Any, outputs: list[str], x: dict[str, np.ndarray], extra: dict[str, np.ndarray],
+                batch_size: int | None) -> tuple:
+        """Run ``session`` chunk by chunk for ``outputs`` (logits, relevance, …), the further inputs' relevance and
+        what constant inputs keep: (the ``outputs``' arrays…, absorbed {label: (N,)}, relevance_of {input: array}).
+        Non-finite relevance is a ModelError."""
+        labels = self.absorbed_labels
+        also = [f"{RELEVANCE}_{k}" for k in range(1, len(self._info.also) + 1)]
+        names = outputs + also + ([ABSORBED] if labels else [])
+        results = [self._run(session, names, {**_part(x, s), **{k: v[s] for k, v in extra.items()}},
+                             f"method '{self.method}'") for s in self._chunks(_count(x), batch_size)]
+        got = {name: np.concatenate([r[i] for r in results]) for i, name in enumerate(names)}
+        absorbed = {}
+        if labels and self.composite.seed is Seed.LOGIT and not self.composite.times_input:
+            absorbed = {label: got[ABSORBED][:, k] for k, label in enumerate(labels)}
+        relevance_of = {self.input_name: got[RELEVANCE],
+                        **{entry[0]: got[name] for entry, name in zip(self._info.also, also)}}
+        bad = sum(int((~np.isfinite(r)).sum()) for r in relevance_of.values())
+        if bad:
+            raise ModelError(f"{self.source}: method '{self.method}' produced {bad} non-finite relevance values; "
+                             "try a larger epsilon/stabiliser or another method")
+        return (*(got[name] for name in outputs), absorbed, relevance_of)
 
     def _check_seed(self, seed: Any, n: int) -> np.ndarray:
         """``seed`` as a finite float32 [n, classes] array: given per sample ([n, classes] or [n, *the output's
@@ -655,22 +685,14 @@ class Explainer:
                 except Exception as exc:
                     raise ModelError(f"{self.source}: ONNX Runtime cannot load the seeded relevance graph of method "
                                      f"'{self.method}' ({describe(exc)})") from None
-        labels = self.absorbed_labels
-        outputs = [LOGITS, RELEVANCE] + ([ABSORBED] if labels else [])
-        results = [self._run(self._seed_session, outputs, {**_part(x, s), SEED: seeds[s]},
-                             f"method '{self.method}'") for s in self._chunks(_count(x), batch_size)]
-        logits, rel = (np.concatenate([r[i] for r in results]) for i in range(2))
-        if not np.all(np.isfinite(rel)):
-            raise ModelError(f"{self.source}: method '{self.method}' produced {int((~np.isfinite(rel)).sum())} "
-                             "non-finite relevance values; try a larger epsilon/stabiliser or another method")
-        absorbed, conservation = {}, None
+        logits, rel, absorbed, relevance_of = self._gather(self._seed_session, [LOGITS, RELEVANCE], x, {SEED: seeds},
+                                                           batch_size)
+        conservation = None
         if self.composite.seed is Seed.LOGIT:
-            if labels and not self.composite.times_input:
-                kept = np.concatenate([r[2] for r in results])
-                absorbed = {label: kept[:, k] for k, label in enumerate(labels)}
-            conservation = self._conservation(x, rel, seeds.astype(np.float64).sum(axis=1))
+            conservation = self._conservation(x, relevance_of, seeds.astype(np.float64).sum(axis=1))
         return Explanation(relevance=rel, logits=logits, target=np.full(_count(x), -1, np.int64), method=self.method,
-                           layout=self.layout, seed="array", conservation=conservation, absorbed=absorbed)
+                           layout=self.layout, seed="array", conservation=conservation, absorbed=absorbed,
+                           relevance_of=relevance_of)
 
     def _warn_low_conservation(self, x: dict[str, np.ndarray], tgt: np.ndarray, conservation: np.ndarray,
                                absorbed: dict[str, np.ndarray], seeds: np.ndarray) -> None:
@@ -689,13 +711,14 @@ class Explainer:
             for method in (m for m in _CONSERVING[self.default_method] if m != self.method):
                 try:
                     other = self.with_method(method)
-                    logits, rel = other._run(other._relevance, [LOGITS, RELEVANCE],
-                                             {**_part(x, few), TARGET: tgt[few]}, f"method '{method}'")
+                    logits, _, _, relevance_of = other._gather(other._relevance, [LOGITS, RELEVANCE],
+                                                               _part(x, few), {TARGET: tgt[few]}, None)
                 except ExplainerError:
                     continue  # a method this model or input range cannot take (epsilon-gamma-box without bounds)
                 scale = logits[np.arange(len(few)), tgt[few]] if other.seed == "logit" else 1.0
+                total = sum(r.reshape(len(few), -1).astype(np.float64).sum(axis=1) for r in relevance_of.values())
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    kept = rel.reshape(len(few), -1).astype(np.float64).sum(axis=1) / scale
+                    kept = total / scale
                 self._alternatives[method] = float(np.nanmedian(kept)) if np.isfinite(kept).any() else float("nan")
                 if len(self._alternatives) == 3:
                     break
@@ -706,15 +729,18 @@ class Explainer:
         """The constant inputs (class tokens, position embeddings) whose relevance the relevance graph reports."""
         return list(self._absorbed)
 
-    def _conservation(self, x: dict[str, np.ndarray], rel: np.ndarray, seed: np.ndarray) -> np.ndarray:
-        """Sum of relevance / target logit per sample.
+    def _conservation(self, x: dict[str, np.ndarray], relevance_of: dict[str, np.ndarray],
+                      seed: np.ndarray) -> np.ndarray:
+        """Sum of relevance (over every input that receives some) / target logit per sample.
 
         All of it vanishing for a sample whose input is not all zero (a zero input leaves nothing to multiply) and
         whose target logit is not zero but smaller than the composite's largest stabiliser means the stabilisers
         absorbed it: an InputError naming the method and the parameter to lower, not a silently blank heatmap. (With
         small stabilisers an all-zero map is the network's own answer, a logit made by biases alone behind dead
         ReLUs, and its conservation of 0 says so.)"""
-        totals = rel.reshape(len(rel), -1).astype(np.float64).sum(axis=1)
+        n = _count(x)
+        rel = np.concatenate([r.reshape(n, -1) for r in relevance_of.values()], axis=1)
+        totals = rel.astype(np.float64).sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             conservation = np.where(seed != 0, totals / seed, np.nan)
         stabiliser = self.composite.largest_stabiliser
@@ -847,7 +873,7 @@ def _parse_seed(seed: str | None) -> Seed | None:
 
 
 def _canonicalise(model: InMemoryModel, source: str, input_shape: tuple[int, ...] | None,
-                  output: str | None, input: str | None = None) -> CanonicalGraph:
+                  output: str | None, input: str | list[str] | None = None) -> CanonicalGraph:
     """The canonical graph of ``model`` (its skeleton is changed) explaining ``output`` (None: the first) with
     relevance at ``input`` (None: see ``pin_inputs``)."""
     picked = select_output(model.skeleton, output, source)

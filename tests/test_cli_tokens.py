@@ -131,3 +131,23 @@ def test_rewrite_a_token_model(tmp_path: Path) -> None:
                                             "target": np.array([1, 2], np.int64)})[0]
     expected = Explainer(TEXT_MODEL, cache=False).explain({"input_ids": ids, "attention_mask": mask}, target=[1, 2])
     np.testing.assert_allclose(relevance, expected.relevance, rtol=1e-4, atol=1e-6)
+
+
+def test_several_inputs_receive_relevance_from_the_command_line(tmp_path: Path) -> None:
+    a, b = np.ones((2, 6), np.float32), np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5)
+    path = tmp_path / "pair.onnx"
+    torch.onnx.export(_Pair().eval(), (torch.from_numpy(a), torch.from_numpy(b)), str(path), input_names=["a", "b"],
+                      output_names=["y"], dynamo=False, opset_version=17,
+                      dynamic_axes={"a": {0: "N"}, "b": {0: "N"}, "y": {0: "N"}})
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    code, _, stderr = run_cli(["explain", path, tmp_path / "a.npy", "--input", "a", "--input", "b",
+                               "--out", tmp_path / "o1"])
+    assert code == 2 and "give 2 input file(s), one per --input" in stderr
+    code, _, stderr = run_cli(["explain", path, tmp_path / "a.npy", tmp_path / "b.npy", "--input", "a", "--input",
+                               "b", "--method", "gradient", "--out", tmp_path / "o2"])
+    assert code == 0, stderr
+    expected = Explainer(path, "gradient", input=["a", "b"], cache=False).explain({"a": a, "b": b})
+    saved = np.load(tmp_path / "o2" / "a_1.npz")
+    np.testing.assert_allclose(saved["relevance"], expected.relevance_of["a"][1], rtol=1e-6)
+    np.testing.assert_allclose(saved["relevance_b"], expected.relevance_of["b"][1], rtol=1e-6)

@@ -238,3 +238,36 @@ def test_either_input_of_an_image_and_table_model(tmp_path, exporter):
         assert "FixedScale" in {n.op for n in ex.graph.nodes}
     kept = Explainer(path, "epsilon-plus", input="image", cache=False).explain(feeds).absorbed
     assert list(kept) == ["fixed input 'table'"]
+
+
+def test_several_inputs_receive_relevance_together(tmp_path):
+    """``input=[a, b]``: both inputs' relevance from one run. Gradient: each equals autograd; LRP-0 on a bias-free
+    model: the two inputs' relevance sums to the logit; at an additive junction the first input's relevance is what
+    it gets when the other is held fixed (its share of the sum is the same either way)."""
+    model = _TwoImages().eval()
+    with torch.no_grad():
+        for layer in (model.fa, model.fb, model.head):
+            layer.bias.zero_()
+    a, b = (torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(s)) for s in (1, 2))
+    path = tmp_path / "two.onnx"
+    torch.onnx.export(model, (a, b), str(path), input_names=["a", "b"], output_names=["logits"], dynamo=False,
+                      opset_version=17, dynamic_axes={"a": {0: "N"}, "b": {0: "N"}, "logits": {0: "N"}})
+    feeds = {"a": a.numpy(), "b": b.numpy()}
+    ex = Explainer(path, "gradient", input=["a", "b"], cache=False)
+    assert ex.explained_inputs == ["a", "b"] and ex.fixed_inputs == {}
+    with pytest.raises(InputError, match=r"input 'b' \[N, 3, 8, 8\] float32 is not given"):
+        ex.explain(a.numpy())
+    e = ex.explain(feeds, target=3)
+    leaves = [t.double().clone().requires_grad_(True) for t in (a, b)]
+    copy.deepcopy(model).double()(*leaves)[:, 3].sum().backward()
+    for name, leaf in zip("ab", leaves):
+        np.testing.assert_allclose(e.relevance_of[name], leaf.grad.numpy(), rtol=1e-4, atol=1e-6)
+    assert e.relevance is e.relevance_of["a"]
+    lrp = Explainer(path, "lrp-0", input=["a", "b"], cache=False).explain(feeds)
+    totals = sum(r.reshape(2, -1).sum(axis=1) for r in lrp.relevance_of.values())
+    np.testing.assert_allclose(totals, lrp.logits[np.arange(2), lrp.target], rtol=1e-4)
+    np.testing.assert_allclose(lrp.conservation, 1.0, rtol=1e-4)
+    alone = Explainer(path, "lrp-0", input="a", cache=False).explain(feeds)
+    np.testing.assert_allclose(alone.relevance, lrp.relevance_of["a"], rtol=1e-4, atol=1e-6)
+    with pytest.raises(InputError, match="input must be the name of one of the model's inputs"):
+        Explainer(path, "gradient", input=["a", "a"], cache=False)

@@ -21,9 +21,10 @@ TEXT_STEM = "text"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options for token and several-input models."""
-    p.add_argument("--input", metavar="NAME",
+    p.add_argument("--input", metavar="NAME", action="append",
                    help="the input that receives relevance when the model has several (default: the one float "
-                        "input, else the token ids); the others are fixed inputs")
+                        "input, else the token ids); repeat it for several, each read from the input file at its "
+                        "place; the others are fixed inputs")
     p.add_argument("--text", action="append", metavar="TEXT",
                    help="a text to explain (repeatable), tokenised with the tokenizer next to the model or "
                         "--tokenizer; instead of token ids from a file (default: none)")
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     """Explain texts or token ids, or the named input of a several-input model; see the module docstring."""
     from explainer.api import Explainer
     from explainer.cli.common import rule_params
+    from explainer.cli.explain import read_array
     from explainer.cli.outputs import OutputPlan, file_stem
     from explainer.onnx_io import load_model
 
@@ -94,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--region and --mask are for image inputs of models whose output is a map")
     if args.text and args.images:
         raise InputError("give --text or token-id/array files, not both")
-    if not args.text and len(args.images) != 1:
-        raise InputError("give one file of token ids (.npy or text) or one .npy array for the explained input, or "
+    wanted = len(args.input or ()) or 1
+    if not args.text and len(args.images) != wanted:
+        raise InputError(f"give {wanted} input file(s), one per --input (token ids: .npy or text; else .npy), or "
                          "--text")
     proto, source = load_model(args.model)
     ex = Explainer(proto, args.method, provider=args.provider, low=args.low, high=args.high, source=source,
@@ -116,10 +119,12 @@ def run(args: argparse.Namespace) -> int:
     for stem in stems:
         plan.add_set(stem, (lambda s: [f"{s}.npz", f"{s}.png", f"{s}.html"]) if ex.vocabulary
                      else (lambda s: [f"{s}.npz"]))
-    plan.refuse_inputs([path, args.labels, args.tokenizer, *(spec.partition("=")[2] for spec in args.fixed)],
-                       models=[args.model])
+    plan.refuse_inputs([*(Path(p) for p in args.images), args.labels, args.tokenizer,
+                        *(spec.partition("=")[2] for spec in args.fixed)], models=[args.model])
     feeds = samples.feeds(ex.input_name, ex.fixed_inputs) if ex.vocabulary else {ex.input_name: main}
     feeds.update(fixed)
+    feeds.update({name: read_array(str(file), f"input '{name}'")
+                  for name, file in zip(ex.explained_inputs[1:], args.images[1:])})
     return _explain(args, ex, feeds, samples if ex.vocabulary else None, tokenizer, stems, plan, source)
 
 
@@ -166,7 +171,9 @@ def _explain(args: argparse.Namespace, ex: Any, feeds: dict[str, np.ndarray], en
                 print(f"  relevance at the input: {e.conservation[j]:.1%} of the explained logit"
                       + (f" (kept by {kept})" if kept else ""))
             arrays = {"relevance": e.relevance[j].astype(np.float32), "logits": e.logits[j], "target": e.target[j],
-                      "seed": np.array(e.seed), "layout": np.array(e.layout)}
+                      "seed": np.array(e.seed), "layout": np.array(e.layout),
+                      **{f"relevance_{name}": e.relevance_of[name][j].astype(np.float32)
+                         for name in ex.explained_inputs[1:]}}
             if e.conservation is not None:
                 arrays["conservation"] = e.conservation[j]
             with writer.group() as files:

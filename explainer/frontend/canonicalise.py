@@ -35,7 +35,9 @@ canonical graph.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,10 +73,12 @@ class Converted:
 
 
 def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int, ...] | None = None,
-                 weights: dict[str, np.ndarray] | None = None, input: str | None = None) -> CanonicalGraph:
+                 weights: dict[str, np.ndarray] | None = None,
+                 input: str | Sequence[str] | None = None) -> CanonicalGraph:
     """Canonical graph of ``model``; raises ModelError / UnsupportedOpError naming every node at fault. ``weights``
     holds the values of the initializers that ``model`` keeps outside the protobuf (``InMemoryModel.from_loaded``).
-    ``input`` names the input that receives relevance when the model has several (see ``pin_inputs``)."""
+    ``input`` names the input that receives relevance when the model has several, or a list of them (see
+    ``pin_inputs``)."""
     precision = to_float32(model, weights, source)
     model, weights = precision.model, precision.weights
     model, inlined = inline_functions(model, source)
@@ -85,7 +89,7 @@ def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int,
     output = model_output(model, source)
     feeds = reference_feeds(inputs, model)
     folded = fold(model, inputs.feeds[0].name, (1, *inputs.feeds[0].shape), output, source, weights, feeds=feeds,
-                  explained=image.name)
+                  explained=image.name, also=tuple(p.name for p in inputs.also))
     check_sizes(folded, source)
     refuse_non_finite(folded, source)
     rewritten = hoist_unbind(folded) + merge_batch_transposes(folded)
@@ -106,7 +110,11 @@ def canonicalise(model: onnx.ModelProto, source: str, *, input_shape: tuple[int,
                         folded_ops=dict(folded.folded_ops), removed_ops=dict(scores.removed_ops + folded.unused_ops),
                         reference=reference_logits(model, folded, reference, converted.output, source, inputs),
                         feeds=[(f.name, f.shape, f.elem_type) for f in inputs.feeds], token_input=inputs.token_input,
-                        side_nodes=side_nodes, side_consts=side_consts, fixed=fixed)
+                        side_nodes=side_nodes, side_consts=side_consts, fixed=fixed,
+                        also=[(p.name, p.shape, p.layout) for p in inputs.also])
+    if inputs.also:
+        cg.changes.append("inputs receiving relevance besides the first: "
+                          + ", ".join(f"'{p.name}'" for p in inputs.also))
     if inputs.fixed:
         cg.changes.append("fixed inputs fed as given, receiving no relevance: "
                           + ", ".join(f"'{f.name}'" for f in inputs.fixed))
@@ -425,7 +433,7 @@ def rename_reserved(cg: CanonicalGraph, source: str) -> None:
         if name in RESERVED:
             raise ModelError(f"{source}: the model's input is named '{name}', which the relevance graph "
                              "reserves for its own interface; rename the input")
-    rename = {name: f"{name}__model" for name in cg.shapes if name in RESERVED}
+    rename = {name: f"{name}__model" for name in cg.shapes if name in RESERVED or re.fullmatch(r"relevance_\d+", name)}
     if not rename:
         return
     for node in cg.nodes:

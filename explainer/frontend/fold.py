@@ -64,13 +64,14 @@ class Folded:
 
 def fold(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], output: str, source: str,
          weights: dict[str, np.ndarray] | None = None, *, feeds: dict[str, np.ndarray] | None = None,
-         explained: str | None = None) -> Folded:
+         explained: str | None = None, also: tuple[str, ...] = ()) -> Folded:
     """Fold ``model`` with its input ``input_name`` pinned to ``shape`` (batch axis 1), keeping only what output
     ``output`` needs. ``weights`` holds the values of initializers kept outside the protobuf
     (``InMemoryModel.from_loaded``); the others are read from it. A model with several inputs passes ``feeds``: a
     value at batch size 1 for every input (``input_name`` included: its shape and type pin the folding, and a run
     that must probe shapes uses them), and ``explained``, the tensor relevance is taken at when it is not the input
-    itself (the embedding of token ids); what depends on the inputs but not on ``explained`` is left as side nodes.
+    itself (the embedding of token ids), and ``also``, further inputs that receive relevance; what depends on the
+    inputs but on none of those is left as side nodes.
 
     Own code, for memory: onnx-graphsurgeon's graphs are reference cycles (each node's and tensor's lists point back
     at it) that only a full garbage collection frees, and the model's TensorProtos they hold keep the whole protobuf
@@ -81,14 +82,14 @@ def fold(model: onnx.ModelProto, input_name: str, shape: tuple[int, ...], output
                     for t in model.graph.initializer}
     if feeds is None:
         feeds = {input_name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-    folded = _fold(model, initializers, feeds, explained or input_name, output, source)
+    folded = _fold(model, initializers, feeds, explained or input_name, output, source, also)
     if sum(a.nbytes for a in initializers.values()) >= _COLLECT_MIN_BYTES:
         gc.collect()
     return folded
 
 
 def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], feeds: dict[str, np.ndarray], explained: str,
-          output: str, source: str) -> Folded:
+          output: str, source: str, also: tuple[str, ...] = ()) -> Folded:
     with G_LOGGER.suppress():
         graph = _import(model, initializers, output, source)
         before = Counter(node.op for node in graph.nodes)
@@ -114,7 +115,7 @@ def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], feeds: di
             shapes.update({name: tuple(int(d) for d in value.shape) for name, value in values.items()})
             _fold_graph(graph, shapes, source)
     nodes = _node_protos(model, graph)
-    data = {explained}
+    data = {explained, *also}
     for node in nodes:
         if data.intersection(node.input):
             data.update(o for o in node.output if o)
@@ -122,7 +123,7 @@ def _fold(model: onnx.ModelProto, initializers: dict[str, np.ndarray], feeds: di
         raise ModelError(f"{source}: output '{output}' does not depend on the input "
                          f"{'(it folds to a constant)' if len(feeds) == 1 else f'tensor {explained!r}'}")
     side_nodes = [node for node in nodes if not data.intersection(node.output) or explained in node.output]
-    side = (set(feeds) | {o for node in side_nodes for o in node.output if o}) - {explained}
+    side = (set(feeds) | {o for node in side_nodes for o in node.output if o}) - data
     return Folded(nodes=[node for node in nodes if data.intersection(node.output) and explained not in node.output],
                   consts=_constants(graph, initializers), data=data,
                   shapes={name: shapes[name] for name in data | side if name in shapes},

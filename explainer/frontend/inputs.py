@@ -4,6 +4,7 @@ embedding ``Gather``), which inputs are fixed feeds (an attention mask, token ty
 never receiving relevance), the opset, and which output is explained."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,12 +56,14 @@ class Inputs:
     feeds: tuple[Feed, ...]
     token_input: str | None = None
     embedding: str | None = None
+    also: tuple[PinnedInput, ...] = ()
+    """further float inputs that receive relevance together with ``explained`` (their feeds follow its)"""
 
     @property
     def fixed(self) -> tuple[Feed, ...]:
         """The inputs fed as given that receive no relevance."""
-        first = self.token_input or self.explained.name
-        return tuple(f for f in self.feeds if f.name != first)
+        explained = {self.token_input or self.explained.name, *(p.name for p in self.also)}
+        return tuple(f for f in self.feeds if f.name not in explained)
 
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
@@ -68,16 +71,21 @@ _INTS = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
 
 
 def pin_inputs(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...] | None = None,
-               name: str | None = None) -> Inputs:
+               name: str | Sequence[str] | None = None) -> Inputs:
     """The explained input (``name``, or by default the one float input, else the one integer input that feeds an
     embedding ``Gather``: token ids) with its static per-sample shape, and every other input as a fixed feed with
-    its own (dynamic dims other than the batch axis taken from the explained input's dim of the same name)."""
+    its own (dynamic dims other than the batch axis taken from the explained input's dim of the same name). Several
+    names: the first as above, the others float inputs that receive relevance too (``Inputs.also``)."""
     inputs = model_inputs(model, source)
-    if name is not None and not isinstance(name, str):
-        raise InputError(f"input must be the name of one of the model's inputs, got {name!r}")
+    names = [name] if name is None or isinstance(name, str) else list(name)
+    if name is not None and (not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names)):
+        raise InputError(f"input must be the name of one of the model's inputs (or a list of distinct names), got "
+                         f"{name!r}")
     by_name = {vi.name: vi for vi in inputs}
-    if name is not None and name not in by_name:
-        raise InputError(f"{source}: the model has no input '{name}'; its inputs are {_listed(inputs)}")
+    for wanted in names:
+        if wanted is not None and wanted not in by_name:
+            raise InputError(f"{source}: the model has no input '{wanted}'; its inputs are {_listed(inputs)}")
+    name, more = names[0], names[1:]
     if len(inputs) == 1 and name is None and inputs[0].type.tensor_type.elem_type not in _INTS:
         pinned = pin_input(model, source, input_shape)
         return Inputs(pinned, (Feed(pinned.name, pinned.shape, onnx.TensorProto.FLOAT),))
@@ -116,8 +124,23 @@ def pin_inputs(model: onnx.ModelProto, source: str, input_shape: tuple[int, ...]
         first = Feed(name, explained.shape, onnx.TensorProto.FLOAT)
         token_input = embedding = None
     named = _dim_names(vi, first.shape)
-    fixed = tuple(_fixed_feed(other, named, source) for other in inputs if other.name != name)
-    return Inputs(explained, (first, *fixed), token_input, embedding)
+    also = tuple(_also_explained(model, by_name[other], named, source) for other in more)
+    fixed = tuple(_fixed_feed(other, named, source) for other in inputs
+                  if other.name != name and other.name not in more)
+    return Inputs(explained, (first, *(Feed(p.name, p.shape, onnx.TensorProto.FLOAT) for p in also), *fixed),
+                  token_input, embedding, also)
+
+
+def _also_explained(model: onnx.ModelProto, vi: onnx.ValueInfoProto, named: dict[str, int],
+                    source: str) -> PinnedInput:
+    """A further input that receives relevance: a float input, pinned like a fixed one."""
+    if vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise InputError(f"{source}: input '{vi.name}' cannot receive relevance beside the first one: only the first "
+                         "named input may be token ids, the others must be float32")
+    feed = _fixed_feed(vi, named, source)
+    pinned = PinnedInput(vi.name, feed.shape, detect_layout(model, vi, (None, *feed.shape)))
+    check_tensor(pinned.batch_shape, f"{source}: the model's input '{vi.name}' (one sample)")
+    return pinned
 
 
 def companion_default(name: str) -> str | None:

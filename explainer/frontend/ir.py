@@ -60,6 +60,8 @@ class CanonicalGraph:
     nodes: an attention mask's arithmetic, the embedding lookup"""
     side_consts: dict[str, np.ndarray] = field(default_factory=dict)
     """the constants the side nodes read"""
+    also: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)
+    """further inputs that receive relevance (name, per-sample shape, layout): the graphs' ``relevance_<k>``"""
     fixed: dict[str, str] = field(default_factory=dict)
     """side tensors that canonical nodes read -> a label naming the fixed inputs they come from; relevance arriving
     there is kept and reported like a constant's"""

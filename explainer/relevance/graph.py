@@ -2,8 +2,9 @@
 
 This module only assembles: each node's forward and backward nodes come from its op (``explainer.ops``), each node's
 rule from the composite (``lrp/composites.py``), signs, layer kinds and bounds from ``analysis.py``. Interface of the
-result: inputs = the model's input and ``target`` (int64 [N]; negative: the arg-max class); outputs = ``logits`` [N,
-classes], ``relevance`` (same shape as the input), ``explained_target`` (int64 [N], the class explained) and, where
+result: inputs = the model's inputs and ``target`` (int64 [N]; negative: the arg-max class); outputs = ``logits`` [N,
+classes], ``relevance`` (the explained input's shape), ``relevance_<k>`` for the k-th further input that receives
+relevance (``CanonicalGraph.also``), ``explained_target`` (int64 [N], the class explained) and, where
 constant inputs keep some (class tokens, position embeddings), ``absorbed`` [N, K], labelled by the JSON list in the
 metadata entry ``explainer.absorbed``. Both graphs are emitted at the model's own opset, at least ``MIN_OPSET``.
 With ``seed_input`` the relevance graph takes ``seed`` (float [N, classes], the relevance at the output as given)
@@ -140,6 +141,13 @@ def build_relevance_model(graph: CanonicalGraph, composite: Composite, *, low=No
         r = b.mul(r, graph.input_name, "times_input")
     b.op("Identity", [r], out_names=[RELEVANCE])
     outputs = [_value_info(LOGITS, [BATCH, graph.num_classes]), _value_info(RELEVANCE, [BATCH, *graph.input_shape])]
+    for k, (name, shape, _) in enumerate(graph.also, start=1):
+        incoming = relevance.get(name)
+        r_k = b.sum(incoming, f"input_relevance_{k}") if incoming else b.mul(name, b.const(0.0), "no_relevance")
+        if composite.times_input:
+            r_k = b.mul(r_k, name, "times_input")
+        b.op("Identity", [r_k], out_names=[f"{RELEVANCE}_{k}"])
+        outputs.append(_value_info(f"{RELEVANCE}_{k}", [BATCH, *shape]))
     if not seed_input:
         outputs.append(helper.make_tensor_value_info(EXPLAINED, TensorProto.INT64, [BATCH]))
     if ctx.absorbed:
