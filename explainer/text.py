@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from explainer.errors import InputError
+from explainer.frontend.inputs import is_attention_mask
 from explainer.limits import format_bytes
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -62,7 +63,7 @@ class EncodedText:
         """The arrays to pass to ``Explainer.explain``: the ids under ``input_name`` and the attention mask under
         every fixed input whose name contains "mask" (others get the Explainer's defaults)."""
         feeds = {input_name: self.input_ids}
-        feeds.update({name: self.attention_mask for name in fixed_inputs if "mask" in name.lower()})
+        feeds.update({name: self.attention_mask for name in fixed_inputs if is_attention_mask(name)})
         return feeds
 
 

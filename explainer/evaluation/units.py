@@ -45,6 +45,7 @@ import numpy as np
 from explainer.errors import InputError
 from explainer.evaluation.perturbations import Perturbation, resolve_perturbation
 from explainer.evaluation.regions import PAPER_STEPS, max_regions
+from explainer.frontend.inputs import is_attention_mask
 
 #: the explainer's layout of each kind of input
 KINDS = {"NC": "features", "NCW": "signal", "tokens": "tokens"}
@@ -55,7 +56,6 @@ PERTURBATIONS = {"features": ("baseline",), "signal": ("mean", "uniform", "zero"
 #: a signal's default window holds this many windows at least (100 steps at a quarter of them), when long enough
 SIGNAL_WINDOWS = 4 * PAPER_STEPS
 EXACT_IN_FLOAT32 = 2 ** 24
-MASK_CHANNEL = "attention_mask"
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,14 @@ class Units:
     def eligible(self, view: np.ndarray) -> np.ndarray | None:
         """(N, 1, L) bool: the positions that may be removed (the real tokens, by the attention mask), or None when
         every position may."""
-        names = [name for name, _ in self.fixed]
-        if self.kind != "tokens" or MASK_CHANNEL not in names:
+        mask = self._mask_channel()
+        if self.kind != "tokens" or mask is None:
             return None
-        return view[:, 1 + names.index(MASK_CHANNEL)] != 0
+        return view[:, 1 + mask] != 0
+
+    def _mask_channel(self) -> int | None:
+        """Which companion is the attention mask (``is_attention_mask``), by its place among them; None for none."""
+        return next((k for k, (name, _) in enumerate(self.fixed) if is_attention_mask(name)), None)
 
     def heatmaps(self, relevance: np.ndarray, signal: bool, signal_norm: str) -> np.ndarray:
         """(N, 1, L) heatmaps of an explanation's relevance ([N, F], [N, C, L] or [N, T, D]): summed over the
@@ -152,8 +156,8 @@ class Units:
         unit = {"features": "one feature",
                 "signal": f"a window of {self.region} sample(s), all {self.channels} channel(s), on a grid covering "
                           f"the {self.length} samples",
-                "tokens": "one token" + ("; padding (attention_mask 0) never removed"
-                                         if MASK_CHANNEL in dict(self.fixed) else "")}[self.kind]
+                "tokens": "one token" + (f"; padding ({self.fixed[self._mask_channel()][0]} 0) never removed"
+                                         if self._mask_channel() is not None else "")}[self.kind]
         replaced = {"features": f"the baseline row ({self.source})",
                     "signal": f"{perturb} along the signal" + (f" ({self.source})" if perturb == "uniform" else ""),
                     "tokens": f"token id {self.mask_token} ({self.source})"}[self.kind]

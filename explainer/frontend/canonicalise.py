@@ -47,7 +47,15 @@ import onnx.inliner
 from explainer.errors import ModelError, UnsupportedOpError, describe
 from explainer.frontend.convert import Alias, ConvertContext, NotSupported
 from explainer.frontend.fold import Folded, fold, run_model
-from explainer.frontend.inputs import DEFAULT_DOMAINS, Inputs, PinnedInput, image_input, model_opset, pin_inputs
+from explainer.frontend.inputs import (
+    DEFAULT_DOMAINS,
+    Inputs,
+    PinnedInput,
+    image_input,
+    is_attention_mask,
+    model_opset,
+    pin_inputs,
+)
 from explainer.frontend.ir import CanonicalGraph, CNode
 from explainer.frontend.patterns import fuse_patterns
 from explainer.frontend.precision import to_float32
@@ -251,7 +259,7 @@ def reference_feeds(inputs: Inputs, model: onnx.ModelProto, sample: int = 0) -> 
             values[feed.name] = rng.integers(0, rows, shape).astype(dtype)
         elif dtype.kind == "f":
             values[feed.name] = rng.standard_normal(shape).astype(dtype)
-        elif "mask" in feed.name.lower():
+        elif is_attention_mask(feed.name):
             mask = np.ones(shape, dtype)
             if sample and shape[-1] > 1:
                 mask[..., shape[-1] - max(1, shape[-1] // 3):] = 0

@@ -143,12 +143,18 @@ def _also_explained(model: onnx.ModelProto, vi: onnx.ValueInfoProto, named: dict
     return pinned
 
 
+def is_attention_mask(name: str) -> bool:
+    """Whether the companion input ``name`` is an attention mask (1 for a real token, 0 for padding): a name with
+    'mask', as exporters name it (attention_mask, input_mask)."""
+    return "mask" in name.lower()
+
+
 def companion_default(name: str) -> str | None:
     """What a text model's companion input is when it is not given, as tokenizers have it: an attention mask (a name
     with 'mask') 'all ones', token types (a name with 'token_type' or 'segment') 'all zeros', position ids
     'positions 0..T-1'; None for any other input (it must be given)."""
     lowered = name.lower()
-    if "mask" in lowered:
+    if is_attention_mask(name):
         return "all ones"
     if "token_type" in lowered or "segment" in lowered:
         return "all zeros"
