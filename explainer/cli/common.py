@@ -135,9 +135,10 @@ def input_spec(proto: Any, source: str) -> InputSpec:
     return InputSpec.from_shape(dims, layout=detect_layout(proto, vi, tuple(dims)), name=vi.name)
 
 
-def model_input(args: argparse.Namespace) -> ModelInput:
-    """Load the model and resolve its input layout, size and preprocessing from the options."""
-    proto, source = load_model(args.model)
+def model_input(args: argparse.Namespace, loaded: tuple[Any, str] | None = None) -> ModelInput:
+    """Load the model (or take ``loaded``, ``load_model``'s result) and resolve its input layout, size and
+    preprocessing from the options."""
+    proto, source = loaded or load_model(args.model)
     spec = input_spec(proto, source)
     size = spec.resolve(args.size)
     meta = {p.key: p.value for p in proto.metadata_props}

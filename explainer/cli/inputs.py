@@ -36,36 +36,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "attention masks and token types default to ones and zeros")
 
 
-def _model_inputs(model: str) -> list[Any] | None:
-    """The model's inputs (not initializers) from its graph alone, or None when it cannot be read (the command's
-    own path then says why)."""
-    import onnx
-
-    try:
-        proto = onnx.load(model, load_external_data=False)
-    except Exception:
-        return None
+def _graph_inputs(proto: Any) -> list[Any]:
+    """The model's inputs that are not initializers."""
     inits = {t.name for t in proto.graph.initializer}
     return [i for i in proto.graph.input if i.name not in inits]
 
 
 def wants_inputs_path(args: argparse.Namespace) -> bool:
-    """Whether ``args`` ask for this module's path: texts, named or fixed inputs, or a model whose explained input is
-    not one float tensor (several inputs, or integer ids), read from its graph alone."""
+    """Whether ``args`` ask for this module's path: texts, named or fixed inputs, or array/id files for a model
+    whose explained input is not one float tensor (several inputs, or integer ids). Image files and folders go the
+    image path without reading the model here (it is read once, there)."""
     if args.text or args.fixed or args.input:
         return True
+    if args.images and not any(str(p).lower().endswith((".npy", ".txt")) for p in args.images):
+        return False
     import onnx
 
-    found = _model_inputs(args.model)
-    return found is not None and (len(found) > 1 or (len(found) == 1 and found[0].type.tensor_type.elem_type in (
-        onnx.TensorProto.INT64, onnx.TensorProto.INT32)))
+    try:
+        found = _graph_inputs(onnx.load(args.model, load_external_data=False))
+    except Exception:  # unreadable: the array path reports it as it always has
+        return False
+    return len(found) > 1 or (len(found) == 1 and found[0].type.tensor_type.elem_type in (
+        onnx.TensorProto.INT64, onnx.TensorProto.INT32))
 
 
-def is_image_model(model: str) -> bool:
-    """Whether the model has one input of rank 4 (an image: preprocessing applies), from its graph alone; True
-    when it cannot be read (the image path reports why)."""
-    found = _model_inputs(model)
-    return found is None or (len(found) == 1 and len(found[0].type.tensor_type.shape.dim) == 4)
+def is_image_model(proto: Any) -> bool:
+    """Whether the model has one input of rank 4 (an image: preprocessing applies)."""
+    found = _graph_inputs(proto)
+    return len(found) == 1 and len(found[0].type.tensor_type.shape.dim) == 4
 
 
 def read_fixed(specs: list[str]) -> dict[str, np.ndarray]:

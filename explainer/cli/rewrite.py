@@ -9,6 +9,7 @@ from explainer.api import Explainer
 from explainer.cli import inputs
 from explainer.cli.common import add_model_options, add_output_option, add_preprocess_options, model_input, rule_params
 from explainer.cli.outputs import OutputPathError, OutputPlan
+from explainer.onnx_io import load_model
 
 HELP = "write the relevance graph (inputs: the model's, target; outputs: logits, relevance) as an ONNX file"
 
@@ -34,13 +35,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.force:
         plan.refuse_inputs([], models=[args.model], advice="choose another path, or pass --force to replace it")
     common = {"provider": "cpu", "seed": args.seed_mode, "output": args.output, **rule_params(args)}
-    if inputs.is_image_model(args.model) and args.input is None:
-        mi = model_input(args)
+    loaded = load_model(args.model)
+    if inputs.is_image_model(loaded[0]) and args.input is None:
+        mi = model_input(args, loaded)
         low, high = mi.bounds(args)
         ex = Explainer(mi.proto, args.method, input_shape=mi.input_shape, low=low, high=high, source=mi.source,
                        **common)
     else:
-        ex = Explainer(args.model, args.method, low=args.low, high=args.high, input=args.input, **common)
+        ex = Explainer(loaded[0], args.method, low=args.low, high=args.high, input=args.input, source=loaded[1],
+                       **common)
     with plan.writing() as writer, writer.group() as files:
         ex.save(files.path(output.name))
     fed = ", ".join(f"'{name}' [N, {', '.join(map(str, shape))}]" for name, (shape, _) in ex.fixed_inputs.items())

@@ -233,15 +233,17 @@ def model_opset(model: onnx.ModelProto) -> int:
 
 
 def image_input(model: onnx.ModelProto, source: str) -> onnx.ValueInfoProto:
-    """The model's single non-initializer input (error naming what was found otherwise)."""
+    """The model's single non-initializer input, as image commands feed it (error naming what was found otherwise,
+    and how a model with several inputs is explained)."""
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if not inputs:
         raise ModelError(f"{source}: the model has no inputs")
     if len(inputs) > 1:
         names = ", ".join(f"'{i.name}'" for i in inputs)
-        raise ModelError(f"{source}: the model has {len(inputs)} inputs ({names}); only single-input models can be "
-                         "explained")
+        raise ModelError(f"{source}: the model has {len(inputs)} inputs ({names}); images are fed to a model with "
+                         "one input: name the one that receives relevance with --input and give its samples as a "
+                         ".npy file, the others with --fixed NAME=FILE.npy")
     return inputs[0]
 
 
