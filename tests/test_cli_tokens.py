@@ -97,7 +97,8 @@ class _Pair(nn.Module):
         return self.head(torch.relu(self.fa(a) + self.fb(b)))
 
 
-def test_several_float_inputs_from_files(tmp_path: Path) -> None:
+def _pair_files(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The two-input model exported to ``pair.onnx`` and its two inputs saved as ``a.npy`` and ``b.npy``."""
     a, b = np.ones((2, 6), np.float32), np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5)
     path = tmp_path / "pair.onnx"
     torch.onnx.export(_Pair().eval(), (torch.from_numpy(a), torch.from_numpy(b)), str(path), input_names=["a", "b"],
@@ -105,6 +106,11 @@ def test_several_float_inputs_from_files(tmp_path: Path) -> None:
                       dynamic_axes={"a": {0: "N"}, "b": {0: "N"}, "y": {0: "N"}})
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "b.npy", b)
+    return path, a, b
+
+
+def test_several_float_inputs_from_files(tmp_path: Path) -> None:
+    path, a, b = _pair_files(tmp_path)
     code, _, stderr = run_cli(["explain", path, tmp_path / "a.npy", "--out", tmp_path / "o1"])
     _one_error(code, stderr, "the model has 2 inputs ('a', 'b'); name the one that receives relevance")
     code, stdout, stderr = run_cli(["explain", path, tmp_path / "b.npy", "--input", "b", "--fixed",
@@ -134,13 +140,7 @@ def test_rewrite_a_token_model(tmp_path: Path) -> None:
 
 
 def test_several_inputs_receive_relevance_from_the_command_line(tmp_path: Path) -> None:
-    a, b = np.ones((2, 6), np.float32), np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5)
-    path = tmp_path / "pair.onnx"
-    torch.onnx.export(_Pair().eval(), (torch.from_numpy(a), torch.from_numpy(b)), str(path), input_names=["a", "b"],
-                      output_names=["y"], dynamo=False, opset_version=17,
-                      dynamic_axes={"a": {0: "N"}, "b": {0: "N"}, "y": {0: "N"}})
-    np.save(tmp_path / "a.npy", a)
-    np.save(tmp_path / "b.npy", b)
+    path, a, b = _pair_files(tmp_path)
     code, _, stderr = run_cli(["explain", path, tmp_path / "a.npy", "--input", "a", "--input", "b",
                                "--out", tmp_path / "o1"])
     assert code == 2 and "give 2 input file(s), one per --input" in stderr
